@@ -1,0 +1,145 @@
+"""The backend interface. Flows and tasks talk only to this; Bedrock and local implement it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from intent_router.pricing import BackendLimits
+from intent_router.taxonomy import Taxonomy
+
+
+class JobState(StrEnum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {JobState.COMPLETED, JobState.FAILED, JobState.STOPPED}
+
+
+class DeploymentState(StrEnum):
+    CREATING = "Creating"
+    ACTIVE = "Active"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {DeploymentState.ACTIVE, DeploymentState.FAILED}
+
+
+class JobStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    state: JobState
+    model_id: str | None = None
+    failure_message: str | None = None
+    details: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sub-task states, e.g. validation/dataProcessing/training.",
+    )
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DeploymentStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    deployment_id: str
+    state: DeploymentState
+    model_id: str
+    failure_message: str | None = None
+
+
+class DistillationRequest(BaseModel):
+    """Everything a backend needs to start one distillation job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_name: str = Field(description="Deterministic name derived from run inputs.")
+    model_name: str = Field(description="Name of the custom model the job produces.")
+    token: str = Field(description="Idempotency token: same token, same job.")
+    training_path: str = Field(description="Storage path of the training JSONL.")
+    training_uri: str = Field(description="URI of the training JSONL (s3:// or file://).")
+    output_prefix: str = Field(description="Storage prefix for job outputs.")
+    dataset_sha256: str
+    signals: tuple[str, ...]
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelTarget(BaseModel):
+    """A model that can be invoked for evaluation or routing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Display name in reports.")
+    role: str = Field(description="candidate, champion, teacher, base-student, prior, ...")
+    ref: str = Field(description="Backend-specific reference (deployment id, model id, ...).")
+    prompt: str = Field(description="'student' (short system prompt) or 'teacher' (full prompt).")
+    priced_as: str = Field(description="Model id in the price table.")
+
+
+class Invocation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    latency_s: float
+    input_tokens: int
+    output_tokens: int
+
+
+class LabelResult(BaseModel):
+    """The teacher's answer for one query, or why there is none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    query: str
+    text: str | None
+    attempts: int = 1
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Operations that differ between production and the embedded default."""
+
+    name: str
+    limits: BackendLimits
+
+    def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
+        """Have the teacher route each query (raw model text, validated by the caller)."""
+
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
+        """Start (or find, by token) the distillation job; return its id."""
+
+    def job_status(self, job_id: str) -> JobStatus: ...
+
+    def deploy(self, model_id: str, name: str, token: str) -> str:
+        """Create (or find, by token) an on-demand deployment; return its id."""
+
+    def deployment_status(self, deployment_id: str) -> DeploymentStatus: ...
+
+    def delete_deployment(self, deployment_id: str) -> None: ...
+
+    def invoke(
+        self,
+        target: ModelTarget,
+        queries: Sequence[str],
+        taxonomy: Taxonomy,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Invocation]:
+        """Route each query with the target model; one call per query, timed."""
+
+    def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:
+        """The baseline models this backend can evaluate (teacher, base student, ...)."""
+
+    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
+        """A target that invokes a deployed custom model."""
+
+    def artifact_uri(self, model_id: str) -> str | None:
+        """Where the trained model lives (a URI or ARN), for reports and links."""

@@ -1,0 +1,316 @@
+"""The embedded default backend: local teacher, local student, local storage.
+
+The "distillation job" trains the hashed-n-gram student on the uploaded training JSONL (the
+teacher's soft labels), stores the artifact, and records the job like a service would. A
+"deployment" is a pointer to a stored artifact that `invoke` loads and serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from intent_router.backends.base import (
+    DeploymentState,
+    DeploymentStatus,
+    DistillationRequest,
+    Invocation,
+    JobState,
+    JobStatus,
+    LabelResult,
+    ModelTarget,
+)
+from intent_router.dataset import check_record, check_record_count, parse_jsonl
+from intent_router.errors import DatasetRuleError, RouterOutputError, UserInputError
+from intent_router.pricing import LOCAL_LIMITS, estimate_tokens
+from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.schema import RoutingDecision, parse_routing_output
+from intent_router.storage import ObjectStore
+from intent_router.student import HashedNgramStudent
+from intent_router.taxonomy import Taxonomy
+from intent_router.teacher import ReferenceTeacher
+
+logger = logging.getLogger(__name__)
+
+TEACHER_PRICED_AS = "amazon.nova-premier-v1:0"
+STUDENT_PRICED_AS = "amazon.nova-micro-v1:0"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_TEACHERS: dict[str, ReferenceTeacher] = {}
+_TEACHERS_LOCK = threading.Lock()
+
+
+def teacher_for(taxonomy: Taxonomy) -> ReferenceTeacher:
+    """One reference teacher per taxonomy content, built once per process."""
+    with _TEACHERS_LOCK:
+        teacher = _TEACHERS.get(taxonomy.fingerprint)
+        if teacher is None:
+            teacher = _TEACHERS[taxonomy.fingerprint] = ReferenceTeacher(taxonomy)
+        return teacher
+
+
+def student_decision(student: HashedNgramStudent, query: str) -> RoutingDecision:
+    """The student's routing decision with a reasoning naming its strongest cues."""
+    weights = student.predict_weights([query])[0]
+    decision = {s: float(w) for s, w in zip(student.signals, weights, strict=True)}
+    top = max(decision, key=lambda s: decision[s])
+    cues = student.explain(query, top)
+    because = f" (cues: {', '.join(cues)})" if cues else ""
+    return RoutingDecision(weights=decision, reasoning=f"Mostly {top}{because}.")
+
+
+class LocalBackend:
+    """Backend on this machine. Thread-safe for concurrent label/invoke calls."""
+
+    name = "local"
+    limits = LOCAL_LIMITS
+
+    def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 400) -> None:
+        self.store = store
+        self.l2 = l2
+        self.max_iterations = max_iterations
+        self._lock = threading.Lock()
+        self._students: dict[str, HashedNgramStudent] = {}
+
+    # -- teacher -----------------------------------------------------------------------------
+    def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
+        teacher = teacher_for(taxonomy)
+        return [LabelResult(query=q, text=teacher.label_json(q)) for q in queries]
+
+    # -- distillation ------------------------------------------------------------------------
+    def _job_path(self, job_id: str) -> str:
+        return f"jobs/{job_id}.json"
+
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
+        job_id = f"local-job-{_short_hash(request.token)}"
+        with self._lock:
+            existing = self.store.read(self._job_path(job_id))
+            if existing is not None:
+                logger.info("distillation job %s already exists; reusing it", job_id)
+                return job_id
+            status = self._train(job_id, request, taxonomy)
+            self.store.write(self._job_path(job_id), status.model_dump_json(indent=2).encode())
+        return job_id
+
+    def _train(self, job_id: str, request: DistillationRequest, taxonomy: Taxonomy) -> JobStatus:
+        details = {
+            "validationDetails": "InProgress",
+            "dataProcessingDetails": "NotStarted",
+            "trainingDetails": "NotStarted",
+        }
+        data = self.store.read(request.training_path)
+        if data is None:
+            return JobStatus(
+                job_id=job_id,
+                state=JobState.FAILED,
+                details=details,
+                failure_message=f"training data not found at {request.training_uri}",
+            )
+        try:
+            records = parse_jsonl(data, request.training_uri)
+            for index, record in enumerate(records):
+                check_record(record, index)
+            self.limits_check(len(records))
+        except (DatasetRuleError, UserInputError) as error:
+            return JobStatus(
+                job_id=job_id,
+                state=JobState.FAILED,
+                details={**details, "validationDetails": "Failed"},
+                failure_message=str(error),
+            )
+        details.update(validationDetails="Completed", dataProcessingDetails="InProgress")
+        queries, labels = [], []
+        for record in records:
+            query = record["messages"][0]["content"][0]["text"]
+            answer = record["messages"][1]["content"][0]["text"]
+            try:
+                decision = parse_routing_output(answer, request.signals)
+            except RouterOutputError as error:
+                return JobStatus(
+                    job_id=job_id,
+                    state=JobState.FAILED,
+                    details={**details, "dataProcessingDetails": "Failed"},
+                    failure_message=f"assistant turn for {query!r} is not routing JSON: {error}",
+                )
+            queries.append(query)
+            labels.append([decision.weights[s] for s in request.signals])
+        details.update(dataProcessingDetails="Completed", trainingDetails="InProgress")
+        student = HashedNgramStudent(signals=request.signals)
+        started = time.perf_counter()
+        report = student.fit(
+            queries, np.asarray(labels), l2=self.l2, max_iterations=self.max_iterations
+        )
+        seconds = time.perf_counter() - started
+        artifact = student.to_bytes()
+        self.store.write(self._artifact_path(request.model_name), artifact)
+        logger.info(
+            "trained student %s in %.1f s (loss %.4f, %d iterations)",
+            request.model_name,
+            seconds,
+            report.final_loss,
+            report.epochs,
+        )
+        details.update(trainingDetails="Completed")
+        return JobStatus(
+            job_id=job_id,
+            state=JobState.COMPLETED,
+            model_id=f"local-model/{request.model_name}",
+            details=details,
+            metrics={
+                "trainingLoss": report.final_loss,
+                "iterations": float(report.epochs),
+                "trainingSeconds": seconds,
+                "records": float(len(records)),
+                "artifactBytes": float(len(artifact)),
+            },
+        )
+
+    def limits_check(self, count: int) -> None:
+        check_record_count(count, self.limits)
+
+    def job_status(self, job_id: str) -> JobStatus:
+        data = self.store.read(self._job_path(job_id))
+        if data is None:
+            raise KeyError(f"no distillation job {job_id}")
+        return JobStatus.model_validate_json(data)
+
+    @staticmethod
+    def _artifact_path(model_name: str) -> str:
+        return f"models/{model_name}/student.npz"
+
+    def artifact_path(self, model_id: str) -> str:
+        return self._artifact_path(model_id.removeprefix("local-model/"))
+
+    # -- deployments -------------------------------------------------------------------------
+    def _deployment_path(self, deployment_id: str) -> str:
+        return f"deployments/{deployment_id}.json"
+
+    def deploy(self, model_id: str, name: str, token: str) -> str:
+        deployment_id = f"local-deployment-{_short_hash(token)}"
+        path = self._deployment_path(deployment_id)
+        with self._lock:
+            if self.store.read(path) is not None:
+                return deployment_id
+            artifact = self.store.read(self.artifact_path(model_id))
+            state, failure = DeploymentState.ACTIVE, None
+            if artifact is None:
+                state, failure = DeploymentState.FAILED, f"model artifact for {model_id} missing"
+            status = DeploymentStatus(
+                deployment_id=deployment_id, state=state, model_id=model_id, failure_message=failure
+            )
+            self.store.write(path, status.model_dump_json(indent=2).encode())
+        return deployment_id
+
+    def deployment_status(self, deployment_id: str) -> DeploymentStatus:
+        data = self.store.read(self._deployment_path(deployment_id))
+        if data is None:
+            raise KeyError(f"no deployment {deployment_id}")
+        return DeploymentStatus.model_validate_json(data)
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        with self._lock:
+            self.store.delete(self._deployment_path(deployment_id))
+            self._students.pop(deployment_id, None)
+
+    # -- inference ---------------------------------------------------------------------------
+    def load_student(self, model_id: str) -> HashedNgramStudent:
+        with self._lock:
+            if model_id not in self._students:
+                data = self.store.read(self.artifact_path(model_id))
+                if data is None:
+                    raise KeyError(f"model artifact for {model_id} not found")
+                self._students[model_id] = HashedNgramStudent.from_bytes(data)
+            return self._students[model_id]
+
+    def _answer_fn(self, target: ModelTarget, taxonomy: Taxonomy) -> Callable[[str], str]:
+        kind, _, value = target.ref.partition(":")
+        if kind == "teacher":
+            return teacher_for(taxonomy).label_json
+        if kind == "prior":
+            weights: dict[str, float] = json.loads(value)
+            text = RoutingDecision(weights=weights, reasoning="Training-set average.").to_json()
+            return lambda _query: text
+        if kind == "untrained":
+            student = HashedNgramStudent(signals=taxonomy.signal_names)
+            return lambda query: student_decision(student, query).to_json()
+        if kind == "deployment":
+            status = self.deployment_status(value)
+            if status.state != DeploymentState.ACTIVE:
+                raise UserInputError(f"deployment {value} is {status.state}, not Active")
+            student = self.load_student(status.model_id)
+            return lambda query: student_decision(student, query).to_json()
+        if kind == "model":
+            student = self.load_student(value)
+            return lambda query: student_decision(student, query).to_json()
+        raise ValueError(f"unknown local model reference {target.ref!r}")
+
+    def invoke(
+        self,
+        target: ModelTarget,
+        queries: Sequence[str],
+        taxonomy: Taxonomy,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Invocation]:
+        answer = self._answer_fn(target, taxonomy)
+        prompt = (
+            teacher_prompt(taxonomy)
+            if target.prompt == "teacher"
+            else (student_system_prompt(taxonomy))
+        )
+        prompt_tokens = estimate_tokens(prompt)
+        out = []
+        for done, query in enumerate(queries, start=1):
+            started = time.perf_counter()
+            text = answer(query)
+            elapsed = time.perf_counter() - started
+            out.append(
+                Invocation(
+                    text=text,
+                    latency_s=elapsed,
+                    input_tokens=prompt_tokens + estimate_tokens(query),
+                    output_tokens=estimate_tokens(text),
+                )
+            )
+            if on_progress is not None and done % 200 == 0:
+                on_progress(done)
+        return out
+
+    def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:
+        return [
+            ModelTarget(
+                name="teacher (reference router)",
+                role="teacher",
+                ref="teacher",
+                prompt="teacher",
+                priced_as=TEACHER_PRICED_AS,
+            ),
+            ModelTarget(
+                name="untrained student",
+                role="base-student",
+                ref="untrained",
+                prompt="student",
+                priced_as=STUDENT_PRICED_AS,
+            ),
+        ]
+
+    def artifact_uri(self, model_id: str) -> str | None:
+        return self.store.uri(self.artifact_path(model_id))
+
+    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
+        return ModelTarget(
+            name=name,
+            role=role,
+            ref=f"deployment:{deployment_id}",
+            prompt="student",
+            priced_as=STUDENT_PRICED_AS,
+        )

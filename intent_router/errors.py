@@ -1,0 +1,54 @@
+"""Domain exceptions. Every user-facing error names the problem in one line."""
+
+from __future__ import annotations
+
+
+class RouterDistillError(Exception):
+    """Base class for errors this product raises on purpose."""
+
+
+class UserInputError(RouterDistillError):
+    """Bad input from the user (taxonomy, parameters, query, file). CLI exit code 2."""
+
+
+class TaxonomyError(UserInputError):
+    """A taxonomy is malformed: unknown signal, empty values, attribute pointing nowhere."""
+
+
+class RouterOutputError(RouterDistillError):
+    """Model text is not valid routing JSON."""
+
+
+class DatasetRuleError(UserInputError):
+    """The training dataset breaks one of Bedrock's data rules."""
+
+
+class BackendLimitError(UserInputError):
+    """A requested size is outside what the chosen backend accepts."""
+
+
+class DistillationJobFailed(RouterDistillError):
+    """A distillation job ended Failed or Stopped; carries the service's failure message."""
+
+    def __init__(self, job_id: str, status: str, failure_message: str | None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.failure_message = failure_message or "no failure message"
+        super().__init__(f"distillation job {job_id} ended {status}: {self.failure_message}")
+
+
+class DeploymentFailed(RouterDistillError):
+    """A model deployment ended Failed; carries the service's failure message."""
+
+    def __init__(self, deployment_id: str, failure_message: str | None) -> None:
+        self.deployment_id = deployment_id
+        self.failure_message = failure_message or "no failure message"
+        super().__init__(f"deployment {deployment_id} failed: {self.failure_message}")
+
+
+class WaitTimeout(RouterDistillError):
+    """A wait for an external job or deployment passed its deadline."""
+
+
+class TransientBackendError(RouterDistillError):
+    """A failure worth retrying (throttling, a model not ready, a 5xx)."""

@@ -1,0 +1,98 @@
+"""The pipeline's parameters: one pydantic model, rendered as a form in the Prefect UI."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from intent_router.gate import GateConfig
+from intent_router.taxonomy import Taxonomy
+
+
+class DistillParams(BaseModel):
+    """Distill the teacher into a student router and promote it if it routes well enough."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    taxonomy: str = Field(
+        default="default",
+        description="Built-in taxonomy name or a path to a YAML/JSON taxonomy file.",
+        json_schema_extra={"position": 0},
+    )
+    taxonomy_definition: Taxonomy | None = Field(
+        default=None,
+        description="Inline taxonomy; overrides `taxonomy` when given.",
+        json_schema_extra={"position": 1},
+    )
+    router_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,47}$",
+        description="Champion and ledger are kept per router name (default: the taxonomy name).",
+        json_schema_extra={"position": 2},
+    )
+    train_count: int = Field(
+        default=10_000,
+        ge=1,
+        le=200_000,
+        description="Training examples after dedupe. Bedrock Nova accepts 100 to 15,000.",
+        json_schema_extra={"position": 3},
+    )
+    holdout_count: int = Field(
+        default=1_000,
+        ge=20,
+        le=20_000,
+        description="Teacher-labelled holdout queries to generate (before dedupe); the gate "
+        "is decided on these.",
+        json_schema_extra={"position": 4},
+    )
+    novel_vocabulary_count: int = Field(
+        default=300,
+        ge=0,
+        le=20_000,
+        description="Extra evaluation queries built only from vocabulary held out of training "
+        "(reported, not gated).",
+    )
+    oversample: float = Field(
+        default=1.15,
+        ge=1.0,
+        le=3.0,
+        description="Generate this many times train_count so dedupe drops can be absorbed.",
+    )
+    batches: int = Field(
+        default=24,
+        ge=1,
+        le=64,
+        description="Generation batches (parallel, cached tasks). Keep this coarse.",
+    )
+    seed: int = Field(default=7, ge=0, description="Seed for query synthesis.")
+    near_duplicate_threshold: float = Field(
+        default=0.85,
+        gt=0.5,
+        le=1.0,
+        description="Character 4-gram Jaccard similarity at which two queries are near-duplicates.",
+    )
+    backend: str = Field(
+        default="local",
+        description="'local' for the embedded default, or a saved backend block 'slug/name'.",
+    )
+    storage_block: str | None = Field(
+        default=None,
+        description="Saved file-system block 'slug/name' for artifacts and caches "
+        "(default: LocalFileSystem under ROUTER_DISTILL_HOME).",
+    )
+    gate: GateConfig = Field(default_factory=GateConfig, description="Promotion thresholds.")
+    poll_interval_seconds: float = Field(
+        default=30.0, ge=0.0, le=3600, description="How often to poll a distillation job."
+    )
+    job_timeout_minutes: float = Field(
+        default=24 * 60, gt=0, le=7 * 24 * 60, description="Give up waiting for a job after this."
+    )
+    triggered_by: str = Field(
+        default="manual", max_length=200, description="Who or what started the run (ledger)."
+    )
+
+    @field_validator("taxonomy")
+    @classmethod
+    def _taxonomy_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("taxonomy must name a built-in taxonomy or a file")
+        return value.strip()

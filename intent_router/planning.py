@@ -1,0 +1,96 @@
+"""Pure planning steps of the pipeline: what to generate, and the names and tokens of a job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+from intent_router.backends.base import DistillationRequest
+from intent_router.params import DistillParams
+from intent_router.synthesis import BatchSpec, plan_batches, plan_cells
+from intent_router.taxonomy import Taxonomy
+
+
+class GenerationPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    train_batches: tuple[BatchSpec, ...]
+    holdout_batches: tuple[BatchSpec, ...]
+    cell_targets: dict[str, int]
+
+    @property
+    def all_batches(self) -> tuple[BatchSpec, ...]:
+        return self.train_batches + self.holdout_batches
+
+
+def plan_generation(params: DistillParams, taxonomy: Taxonomy) -> GenerationPlan:
+    """Training batches (oversampled), holdout batches (in-distribution and novel vocabulary)."""
+    generate = max(params.train_count, round(params.train_count * params.oversample))
+    train_quotas = plan_cells(taxonomy, generate, params.seed, "train")
+    targets = {
+        q.cell.key: q.count for q in plan_cells(taxonomy, params.train_count, params.seed, "train")
+    }
+    split = {"train": params.holdout_count, "heldout": params.novel_vocabulary_count}
+    holdout_batches: list[BatchSpec] = []
+    holdout_share = max(1, params.batches // 6)
+    for vocabulary in ("train", "heldout"):
+        if split[vocabulary] == 0:
+            continue
+        quotas = plan_cells(taxonomy, split[vocabulary], params.seed, f"holdout-{vocabulary}")
+        holdout_batches += plan_batches(quotas, holdout_share, "holdout", vocabulary)
+    return GenerationPlan(
+        train_batches=tuple(plan_batches(train_quotas, params.batches, "train", "train")),
+        holdout_batches=tuple(holdout_batches),
+        cell_targets=targets,
+    )
+
+
+def _slug(text: str, limit: int) -> str:
+    cleaned = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-")
+    return cleaned[:limit].strip("-") or "router"
+
+
+def distillation_request(
+    *,
+    router: str,
+    dataset_sha256: str,
+    training_path: str,
+    training_uri: str,
+    output_prefix: str,
+    taxonomy: Taxonomy,
+    backend_name: str,
+    student_config: dict[str, object],
+) -> DistillationRequest:
+    """Deterministic job name, model name and idempotency token from the run's inputs.
+
+    The same router, data, backend and student settings always give the same token, so a
+    retried or resumed run finds its job instead of starting a second one.
+    """
+    identity = json.dumps(
+        {
+            "router": router,
+            "dataset": dataset_sha256,
+            "backend": backend_name,
+            "taxonomy": taxonomy.fingerprint,
+            "student": student_config,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    token = hashlib.sha256(identity.encode()).hexdigest()
+    short = token[:12]
+    base = _slug(router, 36)
+    return DistillationRequest(
+        job_name=f"{base}-distill-{short}",
+        model_name=f"{base}-student-{short}",
+        token=token,
+        training_path=training_path,
+        training_uri=training_uri,
+        output_prefix=f"{output_prefix.rstrip('/')}/{short}",
+        dataset_sha256=dataset_sha256,
+        signals=taxonomy.signal_names,
+        tags={"router": router, "dataset": dataset_sha256[:16], "product": "router-distill"},
+    )

@@ -1,0 +1,127 @@
+"""Prices and Bedrock limits: the one table cost estimates and preflight checks read.
+
+Sources (checked 2026-11; confirm against https://aws.amazon.com/bedrock/pricing/ before relying
+on them): on-demand per-1K-token prices for Nova models as quoted by secondary sources of the
+Bedrock pricing page; Nova distillation data limits from
+https://docs.aws.amazon.com/nova/latest/userguide/custom-distill-prepare.html and the
+aws-samples dataset validator (MIN_NUM_PROMPTS = 100, MAX_SIZE = 1 GB).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelPrice(BaseModel):
+    """On-demand price of a model in USD per 1,000 tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    input_per_1k: float = Field(ge=0)
+    output_per_1k: float = Field(ge=0)
+    source: str
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        return input_tokens / 1000 * self.input_per_1k + output_tokens / 1000 * self.output_per_1k
+
+
+_PRICING_SOURCE = "aws.amazon.com/bedrock/pricing (secondary sources, 2026-11)"
+
+PRICES: dict[str, ModelPrice] = {
+    p.model_id: p
+    for p in [
+        ModelPrice(
+            model_id="amazon.nova-micro-v1:0",
+            input_per_1k=0.000035,
+            output_per_1k=0.00014,
+            source=_PRICING_SOURCE,
+        ),
+        ModelPrice(
+            model_id="amazon.nova-lite-v1:0",
+            input_per_1k=0.00006,
+            output_per_1k=0.00024,
+            source=_PRICING_SOURCE,
+        ),
+        ModelPrice(
+            model_id="amazon.nova-pro-v1:0",
+            input_per_1k=0.0008,
+            output_per_1k=0.0032,
+            source=_PRICING_SOURCE,
+        ),
+        ModelPrice(
+            model_id="amazon.nova-premier-v1:0",
+            input_per_1k=0.0025,
+            output_per_1k=0.0125,
+            source=_PRICING_SOURCE,
+        ),
+        ModelPrice(
+            model_id="anthropic.claude-3-5-haiku",
+            input_per_1k=0.0008,
+            output_per_1k=0.004,
+            source=_PRICING_SOURCE,
+        ),
+        ModelPrice(
+            model_id="local",
+            input_per_1k=0.0,
+            output_per_1k=0.0,
+            source="runs on this machine; no per-token price",
+        ),
+    ]
+}
+
+
+def price_for(model_id: str) -> ModelPrice:
+    """Price of a model id, matching cross-Region profiles and context suffixes to the base id."""
+    candidate = model_id.removeprefix("us.").removeprefix("eu.").removeprefix("apac.")
+    for known, price in PRICES.items():
+        if candidate == known or candidate.startswith(known + ":") or candidate.startswith(known):
+            return price
+    raise KeyError(f"no price for model {model_id!r}; known: {sorted(PRICES)}")
+
+
+class BackendLimits(BaseModel):
+    """Dataset limits a backend accepts for a distillation job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    min_records: int
+    max_records: int
+    max_bytes: int
+    source: str
+
+
+BEDROCK_NOVA_LIMITS = BackendLimits(
+    name="bedrock-nova",
+    min_records=100,
+    max_records=15_000,
+    max_bytes=1024**3,
+    source="docs.aws.amazon.com/nova/latest/userguide/custom-distill-prepare.html",
+)
+
+LOCAL_LIMITS = BackendLimits(
+    name="local",
+    min_records=100,
+    max_records=200_000,
+    max_bytes=1024**3,
+    source="local student trainer; same 100-record floor as Bedrock so results transfer",
+)
+
+RESERVED_KEYWORDS: tuple[str, ...] = (
+    "User:",
+    "Bot:",
+    "Assistant:",
+    "System:",
+    "<image>",
+    "<video>",
+    "[EOS]",
+)
+"""Strings that fail Nova customization data (Nova user guide, fine-tune-prepare-data)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Token estimate used for local cost figures: ~4 characters per token, at least 1."""
+    return max(1, math.ceil(len(text) / 4))

@@ -1,0 +1,40 @@
+"""Prompts, derived from the taxonomy."""
+
+from __future__ import annotations
+
+from intent_router.taxonomy import Taxonomy
+
+
+def student_system_prompt(taxonomy: Taxonomy) -> str:
+    """The short prompt in every training record (the AWS sample's, generalised to any signals)."""
+    names = ", ".join(taxonomy.signal_names)
+    return (
+        f"Return JSON with {names} weights (sum=1.0) and reasoning for the given video search "
+        "query."
+    )
+
+
+def teacher_prompt(taxonomy: Taxonomy) -> str:
+    """The full routing instructions given to the teacher and to prompted baselines."""
+    lines = [
+        "You route video search queries. Decide how much each search signal should count for "
+        "the query below. Give every signal a weight between 0 and 1; the weights must sum to "
+        "1.0.",
+        "",
+        "Signals:",
+    ]
+    lines += [f"- {s.name}: {s.description}" for s in taxonomy.signals]
+    lines += ["", "Catalogue attributes and the signals they inform:"]
+    for attribute in taxonomy.attributes:
+        informs = ", ".join(f"{k} {v:g}" for k, v in attribute.informs.items())
+        examples = ", ".join(attribute.values[:4])
+        lines.append(f"- {attribute.name} (e.g. {examples}) -> {informs}")
+    keys = ", ".join(f'"{s}": <weight>' for s in taxonomy.signal_names)
+    lines += [
+        "",
+        'Negated mentions ("without music") count only a little. Words someone says count for '
+        "transcription, not for what they describe.",
+        f'Answer with only this JSON object: {{{keys}, "reasoning": "<one sentence naming the '
+        'cues>"}}',
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""The run summary: what the CLI prints, what --report-json writes, what the artifacts show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from intent_router.metrics import ModelEvaluation
+
+
+class DatasetSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    requested_train: int
+    generated_train: int
+    generated_holdout: int
+    teacher_calls: int
+    teacher_invalid_dropped: int
+    exact_dropped: dict[str, int]
+    near_dropped: dict[str, int]
+    holdout_dropped_near_train: int
+    surplus_trimmed: int
+    train_records: int
+    holdout_records: int
+    holdout_novel_vocabulary: int
+    train_uri: str
+    holdout_uri: str
+    train_sha256: str
+    train_bytes: int
+    per_cell: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class EvaluationRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    overall: ModelEvaluation
+    slices: dict[str, ModelEvaluation] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    router: str
+    taxonomy: str
+    backend: str
+    flow_run_id: str | None
+    dataset: DatasetSummary
+    job_id: str
+    model_id: str
+    model_uri: str | None
+    deployment_id: str | None
+    evaluations: list[EvaluationRow]
+    gate: dict[str, Any]
+    outcome: str  # promoted | rejected | unchanged
+    champion_model_id: str | None
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+
+def evaluation_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
+    """One flat row per model, in the order evaluated."""
+    table = []
+    for row in rows:
+        e = row.overall
+        novel = row.slices.get("novel-vocabulary")
+        table.append(
+            {
+                "model": e.model,
+                "role": e.role,
+                "n": e.n,
+                "parse_rate": round(e.parse_rate, 4),
+                "top_signal_acc": round(e.top_signal_accuracy, 4),
+                "acc_ci95": f"{e.accuracy_ci95[0]:.3f}-{e.accuracy_ci95[1]:.3f}",
+                "novel_vocab_acc": round(novel.top_signal_accuracy, 4) if novel else None,
+                "mean_mae": round(e.mean_mae, 4),
+                "rubric": round(e.mean_rubric, 3),
+                "p50_ms": round(e.latency_p50_ms, 4),
+                "p95_ms": round(e.latency_p95_ms, 4),
+                "usd_per_1k": round(e.cost_per_1k_queries_usd, 6),
+            }
+        )
+    return table
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table (monospace)."""
+    if not rows:
+        return "(empty)"
+    headers = list(rows[0])
+    cells = [[("" if r[h] is None else str(r[h])) for h in headers] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(empty)"
+    headers = list(rows[0])
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += [
+        "| " + " | ".join("" if r[h] is None else str(r[h]) for h in headers) + " |" for r in rows
+    ]
+    return "\n".join(out)
+
+
+def render_text(summary: RunSummary) -> str:
+    """The human summary printed at the end of `router-distill run`."""
+    d = summary.dataset
+    exact = sum(d.exact_dropped.values())
+    near = sum(d.near_dropped.values())
+    lines = [
+        f"Router '{summary.router}' (taxonomy {summary.taxonomy}, backend {summary.backend})",
+        "",
+        "Dataset",
+        f"  generated     {d.generated_train:,} train candidates, {d.generated_holdout:,} holdout "
+        f"candidates ({d.teacher_calls:,} teacher calls this run, "
+        f"{d.teacher_invalid_dropped} invalid answers dropped)",
+        f"  dedupe        exact: {exact:,} dropped ({_split(d.exact_dropped)}); near-duplicate: "
+        f"{near:,} dropped ({_split(d.near_dropped)}); holdout near a training query: "
+        f"{d.holdout_dropped_near_train:,}",
+        f"  kept          {d.train_records:,} training records (requested {d.requested_train:,}; "
+        f"{d.surplus_trimmed:,} surplus trimmed), "
+        f"{d.holdout_records - d.holdout_novel_vocabulary:,} holdout queries "
+        f"+ {d.holdout_novel_vocabulary:,} novel-vocabulary evaluation queries",
+        f"  training data {d.train_uri} ({d.train_bytes:,} bytes)",
+        "",
+        f"Distillation job {summary.job_id} -> model {summary.model_id}",
+        f"Deployment       {summary.deployment_id or '-'}",
+        "",
+        "Evaluation on the holdout (reference = teacher)",
+        _indent(format_table(evaluation_table(summary.evaluations))),
+        "",
+        "Top-signal confusion of the candidate (rows: teacher, columns: candidate)",
+        _indent(_confusion(summary)),
+        "",
+        f"Gate: {summary.gate.get('summary', '')}",
+        f"Outcome: {summary.outcome.upper()}; champion is {summary.champion_model_id or 'none'}",
+    ]
+    if summary.seconds:
+        lines.append(
+            "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
+        )
+    return "\n".join(lines)
+
+
+def _split(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _confusion(summary: RunSummary) -> str:
+    candidate = next(
+        (r.overall for r in summary.evaluations if r.overall.role == "candidate"), None
+    )
+    if candidate is None:
+        return "(no candidate)"
+    rows = [{"teacher": k, **v} for k, v in candidate.confusion.items()]
+    return format_table(rows)

@@ -1,0 +1,204 @@
+"""Taxonomies: the signals a router weighs and the metadata attributes queries talk about.
+
+A taxonomy is data (a YAML/JSON file or an inline parameter), never code. Everything downstream
+(prompts, query synthesis, the local teacher, the student, the metrics) follows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from intent_router.errors import TaxonomyError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+BUILTIN_SIGNALS = ("visual", "audio", "transcription", "metadata")
+
+
+class Signal(BaseModel):
+    """One search signal the router weighs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Identifier, e.g. 'visual'.")]
+    description: str = Field(
+        min_length=3, max_length=400, description="What the signal covers; shown to the teacher."
+    )
+    cues: tuple[str, ...] = Field(
+        default=(),
+        description="Extra lowercase cue phrases for this signal (added to the built-in lexicon).",
+    )
+
+
+class Attribute(BaseModel):
+    """A metadata attribute of the catalogue, its values and which signals it informs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[
+        str, Field(pattern=NAME_PATTERN, description="Identifier, e.g. 'camera_angle'.")
+    ]
+    values: tuple[str, ...] = Field(description="Values a query may mention, e.g. 'overhead shot'.")
+    informs: dict[str, float] = Field(
+        description="Signal -> affinity (0-1]: how strongly a mention of this attribute points "
+        "at each signal."
+    )
+    phrasings: tuple[str, ...] = Field(
+        default=(),
+        description="Optional query templates with a {value} slot, e.g. 'clips shot from {value}'.",
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _values_not_empty(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(v.strip() for v in values)
+        if not cleaned:
+            raise ValueError("values must not be empty")
+        if any(not v for v in cleaned):
+            raise ValueError("values must not contain empty strings")
+        lowered = [v.lower() for v in cleaned]
+        if len(set(lowered)) != len(lowered):
+            dupes = sorted({v for v in lowered if lowered.count(v) > 1})
+            raise ValueError(f"duplicate values: {', '.join(dupes)}")
+        return cleaned
+
+    @field_validator("informs")
+    @classmethod
+    def _informs_valid(cls, informs: dict[str, float]) -> dict[str, float]:
+        if not informs:
+            raise ValueError("informs must name at least one signal")
+        for signal, affinity in informs.items():
+            if not 0 < affinity <= 1:
+                raise ValueError(f"affinity for {signal!r} must be in (0, 1], got {affinity}")
+        return informs
+
+    @field_validator("phrasings")
+    @classmethod
+    def _phrasings_have_slot(cls, phrasings: tuple[str, ...]) -> tuple[str, ...]:
+        for phrasing in phrasings:
+            if "{value}" not in phrasing:
+                raise ValueError(f"phrasing {phrasing!r} has no {{value}} slot")
+        return phrasings
+
+
+class Taxonomy(BaseModel):
+    """Signals plus metadata attributes. Validated on construction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$")] = Field(
+        description="Taxonomy name; also the default router name."
+    )
+    signals: tuple[Signal, ...] = Field(min_length=2, description="Signals the router weighs.")
+    attributes: tuple[Attribute, ...] = Field(min_length=1, description="Catalogue attributes.")
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Taxonomy:
+        names = [s.name for s in self.signals]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate signal names in {names}")
+        if "reasoning" in names:
+            raise ValueError("'reasoning' is reserved and cannot be a signal name")
+        attr_names = [a.name for a in self.attributes]
+        if len(set(attr_names)) != len(attr_names):
+            raise ValueError(f"duplicate attribute names in {attr_names}")
+        for attribute in self.attributes:
+            unknown = sorted(set(attribute.informs) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"attribute {attribute.name!r} informs unknown signal(s) {unknown}; "
+                    f"known signals: {names}"
+                )
+        return self
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.signals)
+
+    def attribute(self, name: str) -> Attribute:
+        for attribute in self.attributes:
+            if attribute.name == name:
+                return attribute
+        raise KeyError(name)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Stable short hash of the taxonomy's content."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "taxonomy"
+    message = re.sub(r"^Value error, ", "", first["msg"])
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid taxonomy {source}: {location}: {message}{more}"
+
+
+def taxonomy_from_mapping(data: Any, source: str = "(inline)") -> Taxonomy:
+    """Build a taxonomy from parsed YAML/JSON, raising TaxonomyError with the field and reason."""
+    if not isinstance(data, dict):
+        raise TaxonomyError(f"invalid taxonomy {source}: expected a mapping at the top level")
+    try:
+        return Taxonomy.model_validate(data)
+    except ValidationError as error:
+        raise TaxonomyError(_format_validation_error(error, source)) from None
+
+
+def load_taxonomy(path: str | Path) -> Taxonomy:
+    """Load a taxonomy from a .yaml/.yml/.json file."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        raise TaxonomyError(f"cannot read taxonomy file {file}: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TaxonomyError(
+            f"taxonomy file {file} is not UTF-8 (bad byte at offset {error.start})"
+        ) from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        first_line = str(error).splitlines()[0]
+        raise TaxonomyError(f"taxonomy file {file} does not parse: {first_line}") from None
+    return taxonomy_from_mapping(data, source=str(file))
+
+
+def builtin_taxonomy_names() -> list[str]:
+    folder = resources.files("intent_router") / "data" / "taxonomies"
+    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def builtin_taxonomy(name: str = "default") -> Taxonomy:
+    """One of the taxonomies shipped with the package."""
+    folder = resources.files("intent_router") / "data" / "taxonomies"
+    candidate = folder / f"{name}.yaml"
+    if not candidate.is_file():
+        raise TaxonomyError(
+            f"no built-in taxonomy named {name!r}; available: {', '.join(builtin_taxonomy_names())}"
+        )
+    return taxonomy_from_mapping(yaml.safe_load(candidate.read_text("utf-8")), source=name)
+
+
+def resolve_taxonomy(spec: str | dict[str, Any] | Taxonomy | None) -> Taxonomy:
+    """A taxonomy from a built-in name, a file path, a mapping, or the default when None."""
+    if spec is None:
+        return builtin_taxonomy()
+    if isinstance(spec, Taxonomy):
+        return spec
+    if isinstance(spec, dict):
+        return taxonomy_from_mapping(spec)
+    if spec.endswith((".yaml", ".yml", ".json")) or "/" in spec:
+        return load_taxonomy(spec)
+    return builtin_taxonomy(spec)

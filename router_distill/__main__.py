@@ -1,0 +1,3 @@
+from router_distill.cli import main
+
+raise SystemExit(main())

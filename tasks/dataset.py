@@ -1,0 +1,113 @@
+"""Merge + dedupe + split, then build, validate and store the training and holdout datasets."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, ConfigDict
+
+from intent_router.dataset import LabelledQuery, content_hash, render_jsonl, training_record
+from intent_router.dedupe import dedupe_and_split
+from intent_router.pricing import BackendLimits
+from intent_router.prompts import student_system_prompt
+from intent_router.taxonomy import Taxonomy
+from tasks.generate import BatchOutput
+from tasks.runtime import Runtime
+
+
+class SplitOutput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    train: tuple[LabelledQuery, ...]
+    holdout: tuple[LabelledQuery, ...]
+    dedupe_report: tuple[dict[str, int | str], ...]
+    requested_train: int
+    trimmed_surplus: int
+
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    uri: str
+    sha256: str
+    records: int
+    bytes: int
+
+
+def _frame(outputs: list[BatchOutput]) -> pd.DataFrame:
+    rows = [r.model_dump() for o in outputs for r in o.records]
+    columns = list(LabelledQuery.model_fields)
+    return pd.DataFrame(rows, columns=columns)
+
+
+@task(name="merge-and-dedupe")
+def merge_and_dedupe(
+    train_outputs: list[BatchOutput],
+    holdout_outputs: list[BatchOutput],
+    train_count: int,
+    cell_targets: dict[str, int],
+    threshold: float,
+) -> SplitOutput:
+    """Merge batches, drop exact and near duplicates, keep the holdout free of training twins."""
+    logger = get_run_logger()
+    result = dedupe_and_split(_frame(train_outputs), _frame(holdout_outputs), threshold=threshold)
+    train = result.train
+    # Trim the oversampled surplus proportionally across cells, in generation order.
+    rank = train.groupby("cell").cumcount()
+    target = train["cell"].map(cell_targets).fillna(1).clip(lower=1)
+    train = train.assign(_order=rank / target).sort_values(["_order"], kind="stable")
+    surplus = max(0, len(train) - train_count)
+    train = train.head(train_count).sort_index()
+    report = result.report.to_dict(orient="records")
+    logger.info(
+        "dedupe kept %d train (+%d surplus trimmed) and %d holdout queries",
+        len(train),
+        surplus,
+        len(result.holdout),
+    )
+    columns = list(LabelledQuery.model_fields)
+    return SplitOutput(
+        train=tuple(LabelledQuery.model_validate(r) for r in train[columns].to_dict("records")),
+        holdout=tuple(
+            LabelledQuery.model_validate(r) for r in result.holdout[columns].to_dict("records")
+        ),
+        dedupe_report=tuple({str(k): v for k, v in row.items()} for row in report),
+        requested_train=train_count,
+        trimmed_surplus=surplus,
+    )
+
+
+@task(name="build-datasets")
+def build_datasets(
+    split: SplitOutput, taxonomy: Taxonomy, router: str, limits: BackendLimits, runtime: Runtime
+) -> tuple[DatasetRef, DatasetRef]:
+    """Render bedrock-conversation-2024 JSONL, check Bedrock's rules, store both datasets."""
+    logger = get_run_logger()
+    system = student_system_prompt(taxonomy)
+    records = [training_record(r.query, r.teacher_output, system) for r in split.train]
+    train_bytes = render_jsonl(records, limits)
+    holdout_bytes = "".join(
+        json.dumps(
+            {"query": r.query, "reference": r.weights, "cell": r.cell, "vocabulary": r.vocabulary},
+            ensure_ascii=False,
+        )
+        + "\n"
+        for r in split.holdout
+    ).encode()
+    store = runtime.store()
+    folder = f"datasets/{router}/{content_hash(train_bytes)[:16]}"
+    refs = []
+    for name, data, count in (
+        ("train", train_bytes, len(records)),
+        ("holdout", holdout_bytes, len(split.holdout)),
+    ):
+        sha = content_hash(data)
+        path = f"{folder}/{name}.jsonl"
+        uri = store.write(path, data)
+        refs.append(DatasetRef(path=path, uri=uri, sha256=sha, records=count, bytes=len(data)))
+        logger.info("stored %s dataset: %d records, %d bytes at %s", name, count, len(data), uri)
+    return refs[0], refs[1]

@@ -1,0 +1,178 @@
+"""Submit the distillation job, wait for it, deploy the model, wait until it is active, tear down.
+
+Submission and deployment are idempotent (a token derived from the inputs), so a retried task or
+a re-run attaches to the existing job or deployment instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import cast
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
+
+from intent_router.backends.base import (
+    DeploymentState,
+    DeploymentStatus,
+    DistillationRequest,
+    JobState,
+    JobStatus,
+)
+from intent_router.errors import DeploymentFailed, DistillationJobFailed, WaitTimeout
+from intent_router.taxonomy import Taxonomy
+from tasks.runtime import Runtime, retry_if_transient
+
+RETRIES = 4
+BACKOFF = exponential_backoff(backoff_factor=2)
+JITTER = 0.5
+_SUBTASK_SHARE = {
+    "Completed": 1.0,
+    "InProgress": 0.5,
+    "Stopping": 1.0,
+    "Stopped": 1.0,
+    "Failed": 1.0,
+}
+
+
+def job_progress(status: JobStatus) -> float:
+    """0-100 from the job's sub-task states (validation, data processing, training)."""
+    if status.state == JobState.COMPLETED:
+        return 100.0
+    if not status.details:
+        return 0.0
+    shares = [_SUBTASK_SHARE.get(v, 0.0) for v in status.details.values()]
+    return round(100 * sum(shares) / len(shares), 1)
+
+
+def poll_until(
+    read: Callable[[], JobStatus | DeploymentStatus],
+    done: Callable[[JobStatus | DeploymentStatus], bool],
+    *,
+    interval_s: float,
+    timeout_s: float,
+    what: str,
+    on_status: Callable[[JobStatus | DeploymentStatus], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> JobStatus | DeploymentStatus:
+    """Poll `read` until `done`, calling `on_status` on every change; raise WaitTimeout."""
+    deadline = clock() + timeout_s
+    last = None
+    while True:
+        status = read()
+        if status != last:
+            on_status(status)
+            last = status
+        if done(status):
+            return status
+        if clock() >= deadline:
+            raise WaitTimeout(f"{what} not finished after {timeout_s:.0f} s (last: {status})")
+        sleep(interval_s)
+
+
+@task(
+    name="submit-distillation",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def submit_distillation(request: DistillationRequest, taxonomy: Taxonomy, runtime: Runtime) -> str:
+    """Start the distillation job, or find the one this request already started."""
+    job_id = runtime.backend_client().start_distillation(request, taxonomy)
+    get_run_logger().info("distillation job %s (token %s)", job_id, request.token)
+    return job_id
+
+
+@task(
+    name="wait-for-distillation",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def wait_for_job(job_id: str, runtime: Runtime, interval_s: float, timeout_s: float) -> JobStatus:
+    """Poll the job until it ends; fail with the service's message unless it Completed."""
+    logger = get_run_logger()
+    backend = runtime.backend_client()
+    artifact = create_progress_artifact(  # sync call in a sync task: returns the id
+        progress=0.0, key="distillation-progress", description=f"Distillation job {job_id}"
+    )
+
+    def report(status: JobStatus | DeploymentStatus) -> None:
+        assert isinstance(status, JobStatus)
+        details = ", ".join(f"{k.removesuffix('Details')}={v}" for k, v in status.details.items())
+        logger.info("job %s: %s (%s)", job_id, status.state, details or "no details")
+        update_progress_artifact(artifact_id=cast(UUID, artifact), progress=job_progress(status))
+
+    status = poll_until(
+        lambda: backend.job_status(job_id),
+        lambda s: s.state.terminal,
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+        what=f"distillation job {job_id}",
+        on_status=report,
+    )
+    assert isinstance(status, JobStatus)
+    if status.state != JobState.COMPLETED:
+        raise DistillationJobFailed(job_id, status.state, status.failure_message)
+    return status
+
+
+@task(
+    name="deploy-model",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def deploy_model(model_id: str, name: str, token: str, runtime: Runtime) -> str:
+    """Create the on-demand deployment, or find the one this token already created."""
+    deployment_id = runtime.backend_client().deploy(model_id, name, token)
+    get_run_logger().info("deployment %s for model %s", deployment_id, model_id)
+    return deployment_id
+
+
+@task(
+    name="wait-for-deployment",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def wait_for_deployment(
+    deployment_id: str, runtime: Runtime, interval_s: float, timeout_s: float
+) -> DeploymentStatus:
+    """Poll the deployment until Active; fail with the service's message if it Failed."""
+    logger = get_run_logger()
+    backend = runtime.backend_client()
+    status = poll_until(
+        lambda: backend.deployment_status(deployment_id),
+        lambda s: s.state.terminal,
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+        what=f"deployment {deployment_id}",
+        on_status=lambda s: logger.info("deployment %s: %s", deployment_id, s.state),
+    )
+    assert isinstance(status, DeploymentStatus)
+    if status.state != DeploymentState.ACTIVE:
+        raise DeploymentFailed(deployment_id, status.failure_message)
+    return status
+
+
+@task(
+    name="delete-deployment",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def delete_deployment(deployment_id: str, runtime: Runtime, reason: str) -> None:
+    """Delete a deployment so nothing paid outlives the run."""
+    runtime.backend_client().delete_deployment(deployment_id)
+    get_run_logger().info("deleted deployment %s (%s)", deployment_id, reason)

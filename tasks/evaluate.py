@@ -1,0 +1,76 @@
+"""Evaluate one model on the holdout: the candidate and every baseline see the same queries."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, ConfigDict
+
+from intent_router.backends.base import ModelTarget
+from intent_router.dataset import LabelledQuery
+from intent_router.metrics import ModelEvaluation, evaluate_outputs
+from intent_router.pricing import price_for
+from intent_router.taxonomy import Taxonomy
+from tasks.distill import BACKOFF, JITTER, RETRIES
+from tasks.runtime import Runtime, retry_if_transient
+
+NOVEL = "novel-vocabulary"
+
+
+class EvaluationResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    target: ModelTarget
+    overall: ModelEvaluation
+    slices: dict[str, ModelEvaluation]
+
+
+@task(
+    name="evaluate-model",
+    task_run_name="evaluate-{target.role}",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def evaluate_model(
+    target: ModelTarget,
+    holdout: tuple[LabelledQuery, ...],
+    taxonomy: Taxonomy,
+    runtime: Runtime,
+) -> EvaluationResult:
+    """Route every evaluation query with the target and score it against the teacher.
+
+    `overall` is the holdout (training vocabulary, no near-duplicate of a training query);
+    the novel-vocabulary set is scored separately.
+    """
+    backend = runtime.backend_client()
+    queries = [item.query for item in holdout]
+    calls = backend.invoke(target, queries, taxonomy)
+    price = price_for(target.priced_as)
+
+    def score(indices: list[int]) -> ModelEvaluation:
+        return evaluate_outputs(
+            model=target.name,
+            role=target.role,
+            references=[holdout[i].weights for i in indices],
+            outputs=[calls[i].text for i in indices],
+            latencies_s=[calls[i].latency_s for i in indices],
+            input_tokens=[calls[i].input_tokens for i in indices],
+            output_tokens=[calls[i].output_tokens for i in indices],
+            signals=taxonomy.signal_names,
+            price=price,
+        )
+
+    overall = score([i for i, item in enumerate(holdout) if item.vocabulary == "train"])
+    novel = [i for i, item in enumerate(holdout) if item.vocabulary == "heldout"]
+    slices = {NOVEL: score(novel)} if novel else {}
+    get_run_logger().info(
+        "%s: accuracy %.3f, MAE %.4f, rubric %.2f, p50 %.3f ms",
+        target.name,
+        overall.top_signal_accuracy,
+        overall.mean_mae,
+        overall.mean_rubric,
+        overall.latency_p50_ms,
+    )
+    return EvaluationResult(target=target, overall=overall, slices=slices)
