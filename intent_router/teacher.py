@@ -248,7 +248,9 @@ class ReferenceTeacher:
             negated = self._negated(words, i)
             spoken = words[i] in quoted_words or in_scope(i, speech_openers)
             titled = owner[i] in in_title and len(runs) > 0
-            sound_source = in_scope(i, listen_openers) or any(0 < s - i <= 2 for s in sound_at)
+            sound_source = in_scope(i, listen_openers) or any(
+                0 < s - i <= 2 or (s < i and clause[s] == clause[i]) for s in sound_at
+            )
             for signal, strength in contributions.items():
                 factor = NEGATION_FACTOR if negated else 1.0
                 if spoken and signal != "transcription":
@@ -262,6 +264,9 @@ class ReferenceTeacher:
 
         for found in self._names.finditer(query) if self._names else ():
             name = found.group(0)
+            followed_by_number = query[found.end() :].lstrip()[:1].isdigit()
+            if found.start() == 0 and " " not in name and not followed_by_number:
+                continue  # a lone common word that opens the query is just capitalised
             for signal, strength in self._case_sensitive[name].items():
                 evidence[index[signal]] += strength
                 hits.append(CueHit(name, signal, strength))

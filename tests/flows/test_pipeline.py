@@ -1,0 +1,132 @@
+"""The whole flow on the embedded default, small sizes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.artifacts import Artifact
+
+from flows.distill import distill_router
+from intent_router.backends.base import JobState, LabelResult
+from intent_router.backends.local import LocalBackend
+from intent_router.errors import BackendLimitError, DistillationJobFailed
+from intent_router.params import DistillParams
+from intent_router.registry import ChampionRegistry
+from intent_router.storage import DirectoryStore
+from intent_router.taxonomy import Taxonomy
+
+SMALL: dict[str, Any] = {
+    "train_count": 400,
+    "holdout_count": 120,
+    "novel_vocabulary_count": 40,
+    "batches": 4,
+    "poll_interval_seconds": 0,
+}
+LENIENT_GATE = {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5}
+
+
+class TeacherCalls:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def teacher_calls(monkeypatch: pytest.MonkeyPatch) -> TeacherCalls:
+    """Counts every query the local teacher is asked to label."""
+    calls = TeacherCalls()
+    original = LocalBackend.label
+
+    def counting(
+        self: LocalBackend, queries: Sequence[str], taxonomy: Taxonomy
+    ) -> list[LabelResult]:
+        calls.count += len(queries)
+        return original(self, queries, taxonomy)
+
+    monkeypatch.setattr(LocalBackend, "label", counting)
+    return calls
+
+
+def store(home: Path) -> DirectoryStore:
+    return DirectoryStore(home / "store")
+
+
+def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
+    router_home: Path, teacher_calls: TeacherCalls
+) -> None:
+    params = DistillParams.model_validate({**SMALL, "gate": LENIENT_GATE})
+    first = distill_router(params)
+
+    assert first.outcome == "promoted"
+    assert teacher_calls.count == first.dataset.teacher_calls > 0
+    assert first.dataset.train_records == 400
+    assert {r.overall.role for r in first.evaluations} >= {
+        "candidate",
+        "teacher",
+        "prior",
+        "base-student",
+    }
+    teacher_row = next(r for r in first.evaluations if r.overall.role == "teacher")
+    assert teacher_row.overall.top_signal_accuracy == 1.0
+    assert "novel-vocabulary" in teacher_row.slices
+    champion = ChampionRegistry(store(router_home), "default").current()
+    assert champion is not None and champion.model_id == first.model_id
+    train_lines = Path(first.dataset.train_uri.removeprefix("file://")).read_text().splitlines()
+    assert len(train_lines) == 400
+    assert json.loads(train_lines[0])["schemaVersion"] == "bedrock-conversation-2024"
+    for key in ("dataset-summary", "evaluation", "promotion-report", "training-dataset"):
+        assert Artifact.get(key) is not None, key
+
+    teacher_calls.count = 0
+    second = distill_router(params)
+    assert teacher_calls.count == 0  # every batch came from the cache
+    assert second.model_id == first.model_id
+    assert second.outcome == "unchanged"
+    assert len(ChampionRegistry(store(router_home), "default").ledger()) == 1
+
+
+def test_rejected_candidate_has_its_deployment_deleted(router_home: Path) -> None:
+    strict = {"min_parse_rate": 0.99, "min_top_signal_accuracy": 0.999, "min_mean_rubric": 4.99}
+    summary = distill_router(DistillParams.model_validate({**SMALL, "seed": 11, "gate": strict}))
+
+    assert summary.outcome == "rejected"
+    assert summary.deployment_id is None
+    assert "top-signal accuracy" in summary.gate["summary"]
+    assert list((router_home / "store" / "deployments").glob("*.json")) == []
+    assert ChampionRegistry(store(router_home), "default").current() is None
+
+
+def test_count_the_backend_cannot_accept_fails_before_generation(
+    router_home: Path, teacher_calls: TeacherCalls
+) -> None:
+    with pytest.raises(BackendLimitError, match="outside what backend 'local' accepts"):
+        distill_router(DistillParams.model_validate({**SMALL, "train_count": 50}))
+    assert teacher_calls.count == 0
+
+
+def test_crash_while_waiting_then_rerun_resumes_from_cache(
+    router_home: Path, teacher_calls: TeacherCalls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = DistillParams.model_validate({**SMALL, "seed": 23, "gate": LENIENT_GATE})
+    original = LocalBackend.job_status
+
+    def failing(self: LocalBackend, job_id: str) -> Any:
+        status = original(self, job_id)
+        return status.model_copy(update={"state": JobState.FAILED, "failure_message": "node lost"})
+
+    monkeypatch.setattr(LocalBackend, "job_status", failing)
+    with pytest.raises(DistillationJobFailed, match="node lost"):
+        distill_router(params)
+    paid = teacher_calls.count
+    assert paid > 0
+
+    monkeypatch.setattr(LocalBackend, "job_status", original)
+    teacher_calls.count = 0
+    summary = distill_router(params)
+    assert teacher_calls.count == 0
+    assert summary.outcome == "promoted"
+    assert len(list((router_home / "store" / "jobs").glob("*.json"))) == 1
+    assert len(list((router_home / "store" / "deployments").glob("*.json"))) == 1
