@@ -85,7 +85,9 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     clock["generate"] = time.perf_counter() - started
 
     # 2. Merge, dedupe, split; build and validate the datasets.
-    split = merge_and_dedupe(
+    merge = merge_and_dedupe.with_options(result_storage=results_block)
+    split = merge(
+        version,
         train_outputs,
         holdout_outputs,
         params.train_count,

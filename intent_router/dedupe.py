@@ -3,6 +3,7 @@ over character 4-grams). No holdout query keeps a near-duplicate in the training
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,11 @@ def jaccard(a: str, b: str) -> float:
 
 
 def _minhashes(texts: list[str], num_perm: int) -> list[MinHash]:
-    return list(MinHash.bulk([list(shingles(t)) for t in texts], num_perm=num_perm, seed=1))
+    return list(
+        MinHash.bulk(
+            [list(shingles(t)) for t in texts], num_perm=num_perm, seed=1, hashfunc=zlib.crc32
+        )
+    )
 
 
 @dataclass

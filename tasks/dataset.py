@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
 
@@ -44,15 +45,19 @@ def _frame(outputs: list[BatchOutput]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-@task(name="merge-and-dedupe")
+@task(name="merge-and-dedupe", cache_policy=INPUTS + TASK_SOURCE)
 def merge_and_dedupe(
+    code_version: str,
     train_outputs: list[BatchOutput],
     holdout_outputs: list[BatchOutput],
     train_count: int,
     cell_targets: dict[str, int],
     threshold: float,
 ) -> SplitOutput:
-    """Merge batches, drop exact and near duplicates, keep the holdout free of training twins."""
+    """Merge batches, drop exact and near duplicates, keep the holdout free of training twins.
+
+    Cached on its inputs: an identical re-run skips the dedupe work.
+    """
     logger = get_run_logger()
     result = dedupe_and_split(_frame(train_outputs), _frame(holdout_outputs), threshold=threshold)
     train = result.train

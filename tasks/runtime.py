@@ -86,6 +86,8 @@ def code_version() -> str:
         "teacher.py",
         "text.py",
         "schema.py",
+        "dedupe.py",
+        "dataset.py",
         "data/cues.json",
         "data/vocabulary.json",
         "data/entities.json",
