@@ -171,10 +171,38 @@ def is_heldout(item: str) -> bool:
 
 
 @cache
+def _lexicon_vocabulary() -> dict[str, tuple[str, ...]]:
+    """Cue words of the four standard signals as extra slot vocabulary, plus known names.
+
+    Only phrases that point clearly at one signal (strength >= 2, no rival of equal strength)
+    are used, so generated queries cover the wide vocabulary real users type.
+    """
+    package = resources.files("intent_router") / "data"
+    cues: dict[str, dict[str, int]] = json.loads((package / "cues.json").read_text("utf-8"))
+    best: dict[str, tuple[str, int, int]] = {}
+    for signal, phrases in cues.items():
+        for phrase, strength in phrases.items():
+            top, top_strength, rival = best.get(phrase, ("", 0, 0))
+            if strength > top_strength:
+                best[phrase] = (signal, strength, top_strength)
+            else:
+                best[phrase] = (top, top_strength, max(rival, strength))
+    out: dict[str, list[str]] = {f"cue_{s}": [] for s in cues}
+    for phrase, (signal, strength, rival) in sorted(best.items()):
+        if strength >= 2 and rival < strength:
+            out[f"cue_{signal}"].append(phrase)
+    entities = package / "entities.json"
+    if entities.is_file():
+        out["entities"] = list(json.loads(entities.read_text("utf-8"))["names"])
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@cache
 def vocabulary_half(half: VocabularyHalf) -> dict[str, tuple[str, ...]]:
     """The slot vocabulary restricted to one half (items never appear in both)."""
     wanted = half == "heldout"
-    return {k: tuple(i for i in v if is_heldout(i) == wanted) for k, v in _vocabulary().items()}
+    merged = {**_vocabulary(), **_lexicon_vocabulary()}
+    return {k: tuple(i for i in v if is_heldout(i) == wanted) for k, v in merged.items()}
 
 
 # -- templates -------------------------------------------------------------------------------
@@ -234,6 +262,9 @@ EASY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "{genre} starring {person}",
         "{title} directed by {person}",
         "{brand} highlights from {year}",
+        "{entities}",
+        "{entities} {cue_metadata}",
+        "{entities} {year}",
     ),
 }
 BALANCED_TEMPLATES: tuple[str, ...] = (
@@ -300,6 +331,11 @@ class QueryWriter:
             "title": lambda: self._pick(rng, "titles"),
             "brand": lambda: self._pick(rng, "brands_and_teams"),
             "genre": lambda: self._pick(rng, "genres"),
+            "entities": lambda: self._pick(rng, "entities"),
+            "cue_visual": lambda: self._pick(rng, "cue_visual"),
+            "cue_audio": lambda: self._pick(rng, "cue_audio"),
+            "cue_transcription": lambda: self._pick(rng, "cue_transcription"),
+            "cue_metadata": lambda: self._pick(rng, "cue_metadata"),
             "year": lambda: str(rng.randint(1955, 2025)),
             "n": lambda: str(rng.randint(1, 9)),
             "m": lambda: str(rng.randint(1, 22)),
