@@ -48,14 +48,18 @@ def training_record(query: str, assistant_text: str, system_prompt: str) -> dict
 
 
 def _texts(record: dict[str, Any]) -> Iterable[tuple[str, str]]:
-    for part in record.get("system") or []:
+    system = record.get("system")
+    for part in system if isinstance(system, list) else []:
         if isinstance(part, dict) and isinstance(part.get("text"), str):
             yield "system", part["text"]
-    for message in record.get("messages") or []:
-        if isinstance(message, dict):
-            for part in message.get("content") or []:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield str(message.get("role")), part["text"]
+    messages = record.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield str(message.get("role")), part["text"]
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -145,7 +149,9 @@ def parse_jsonl(data: bytes, source: str) -> list[dict[str, Any]]:
             f"{source} is not UTF-8 (bad byte at offset {error.start})"
         ) from None
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSONL lines end at "\n" only: str.splitlines() would also split inside strings at
+    # U+2028, U+2029 and U+0085, which json.dumps leaves unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -27,12 +27,31 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def _minhashes(texts: list[str], num_perm: int) -> list[MinHash]:
-    return list(
-        MinHash.bulk(
-            [list(shingles(t)) for t in texts], num_perm=num_perm, seed=1, hashfunc=zlib.crc32
-        )
-    )
+class _NearIndex:
+    """MinHash LSH for candidates (at a lower threshold, for recall), exact Jaccard to confirm."""
+
+    def __init__(self, threshold: float, num_perm: int) -> None:
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.lsh = MinHashLSH(threshold=max(0.3, threshold - 0.25), num_perm=num_perm)
+        self.sets: list[set[bytes]] = []
+
+    def sketch(self, text: str) -> tuple[MinHash, set[bytes]]:
+        sh = shingles(text)
+        mh = MinHash(num_perm=self.num_perm, seed=1, hashfunc=zlib.crc32)
+        mh.update_batch(list(sh))
+        return mh, sh
+
+    def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
+        for key in self.lsh.query(mh):
+            other = self.sets[key]
+            if len(sh & other) / len(sh | other) >= self.threshold:
+                return True
+        return False
+
+    def add(self, mh: MinHash, sh: set[bytes]) -> None:
+        self.lsh.insert(len(self.sets), mh)
+        self.sets.append(sh)
 
 
 @dataclass
@@ -63,28 +82,28 @@ def dedupe_and_split(
     train = train.assign(layer=np.where(train_exact, "exact", ""))
     holdout = holdout.assign(layer=np.where(holdout_exact, "exact", ""))
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    train_index = _NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
-    train_hashes = _minhashes(train.loc[keep_idx, "norm"].tolist(), num_perm)
     near = []
-    for idx, mh in zip(keep_idx, train_hashes, strict=True):
-        if lsh.query(mh):
+    for idx, text in zip(keep_idx, train.loc[keep_idx, "norm"], strict=True):
+        mh, sh = train_index.sketch(text)
+        if train_index.has_near(mh, sh):
             near.append(idx)
         else:
-            lsh.insert(f"t{idx}", mh)
+            train_index.add(mh, sh)
     train.loc[near, "layer"] = "near"
 
-    holdout_lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    holdout_index = _NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
-    holdout_hashes = _minhashes(holdout.loc[keep_idx, "norm"].tolist(), num_perm)
     near_train, near_self = [], []
-    for idx, mh in zip(keep_idx, holdout_hashes, strict=True):
-        if lsh.query(mh):
+    for idx, text in zip(keep_idx, holdout.loc[keep_idx, "norm"], strict=True):
+        mh, sh = holdout_index.sketch(text)
+        if train_index.has_near(mh, sh):
             near_train.append(idx)
-        elif holdout_lsh.query(mh):
+        elif holdout_index.has_near(mh, sh):
             near_self.append(idx)
         else:
-            holdout_lsh.insert(f"h{idx}", mh)
+            holdout_index.add(mh, sh)
     holdout.loc[near_train, "layer"] = "near-train"
     holdout.loc[near_self, "layer"] = "near"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from intent_router.metrics import ModelEvaluation
+from intent_router.metrics import EPS, ModelEvaluation
 
 
 class GateConfig(BaseModel):
@@ -71,8 +71,9 @@ def decide(
         ),
     ]
     if champion is not None:
-        accuracy_floor = champion.top_signal_accuracy - config.max_accuracy_regression
-        rubric_floor = champion.mean_rubric - config.max_rubric_regression
+        # EPS: a candidate exactly at the allowed drop passes despite float rounding.
+        accuracy_floor = champion.top_signal_accuracy - config.max_accuracy_regression - EPS
+        rubric_floor = champion.mean_rubric - config.max_rubric_regression - EPS
         checks += [
             GateCheck(
                 name="no_accuracy_regression",

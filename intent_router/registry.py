@@ -91,10 +91,15 @@ class ChampionRegistry:
         if current is None:
             raise UserInputError(f"router {self.router!r} has no champion to roll back")
         if to_entry is None:
+            promotions = [e for e in entries if e.action == "promote"]
+            current_entry = max(
+                (e.entry for e in promotions if e.champion.model_id == current.model_id),
+                default=len(entries) + 1,
+            )
             earlier = [
                 e
-                for e in entries
-                if e.action == "promote" and e.champion.model_id != current.model_id
+                for e in promotions
+                if e.entry < current_entry and e.champion.model_id != current.model_id
             ]
             if not earlier:
                 raise UserInputError(f"router {self.router!r} has no earlier champion")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from intent_router.errors import RouterOutputError
 
 SUM_TOLERANCE = 0.01
+MAX_OUTPUT_CHARS = 20_000  # a routing answer is a few hundred characters
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
@@ -40,7 +41,7 @@ def _reject_constant(name: str) -> float:
 
 
 def _candidate_objects(text: str) -> list[dict[str, Any]]:
-    """Every top-level JSON object found in the text, in order (fences searched first)."""
+    """Every top-level JSON object found in the text, in order: fenced blocks first, then all."""
     sources = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
     found: list[dict[str, Any]] = []
@@ -49,14 +50,12 @@ def _candidate_objects(text: str) -> list[dict[str, Any]]:
         while index != -1:
             try:
                 obj, end = decoder.raw_decode(source, index)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or an integer too long to convert
                 index = source.find("{", index + 1)
                 continue
             if isinstance(obj, dict):
                 found.append(obj)
             index = source.find("{", end)
-        if found:
-            break
     return found
 
 
@@ -100,6 +99,11 @@ def parse_routing_output(
     """
     if not isinstance(text, str) or not text.strip():
         raise RouterOutputError("empty model output")
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise RouterOutputError(
+            f"model output is {len(text):,} characters; a routing answer is at most "
+            f"{MAX_OUTPUT_CHARS:,}"
+        )
     try:
         candidates = _candidate_objects(text)
     except RecursionError:

@@ -356,7 +356,8 @@ class QueryWriter:
         informing = [a for a in self.taxonomy.attributes if signal in a.informs]
         cue = rng.choice(spec.cues) if spec.cues else ""
         value = rng.choice(rng.choice(informing).values) if informing else ""
-        return " ".join(p for p in rng.choice([(cue, value), (value, cue), (cue,), (value,)]) if p)
+        shapes = [s for s in ((cue, value), (value, cue), (cue,), (value,)) if all(s)]
+        return " ".join(rng.choice(shapes))
 
     def _attribute_phrase(self, attribute: Attribute, rng: random.Random) -> str:
         value = rng.choice(attribute.values)

@@ -13,6 +13,7 @@ from prefect.artifacts import Artifact
 from flows.distill import distill_router
 from intent_router.backends.base import JobState, LabelResult
 from intent_router.backends.local import LocalBackend
+from intent_router.dedupe import leaked_pairs
 from intent_router.errors import BackendLimitError, DistillationJobFailed
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
@@ -77,6 +78,12 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     train_lines = Path(first.dataset.train_uri.removeprefix("file://")).read_text().splitlines()
     assert len(train_lines) == 400
     assert json.loads(train_lines[0])["schemaVersion"] == "bedrock-conversation-2024"
+    holdout = [
+        json.loads(line)["query"]
+        for line in Path(first.dataset.holdout_uri.removeprefix("file://")).read_text().splitlines()
+    ]
+    train_queries = [json.loads(line)["messages"][0]["content"][0]["text"] for line in train_lines]
+    assert leaked_pairs(train_queries, holdout, threshold=params.near_duplicate_threshold) == []
     for key in ("dataset-summary", "evaluation", "promotion-report", "training-dataset"):
         assert Artifact.get(key) is not None, key
 
