@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from blocks.storage import storage_blocks
 from flows.progress import StepProgress
@@ -40,6 +41,16 @@ from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.generate import BatchOutput, generate_batch
 from tasks.promote import promote_candidate
 from tasks.runtime import Runtime, code_version
+
+T = TypeVar("T")
+
+
+def opaque(value: T) -> T:
+    """Pass a large input without Prefect walking every record for futures (prefect `quote`).
+
+    The task still receives the plain value; typed as T so call sites keep their types.
+    """
+    return cast(T, quote(value))
 
 
 def _taxonomy(params: DistillParams) -> Taxonomy:
@@ -88,13 +99,15 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     merge = merge_and_dedupe.with_options(result_storage=results_block)
     split = merge(
         version,
-        train_outputs,
-        holdout_outputs,
+        opaque(train_outputs),
+        opaque(holdout_outputs),
         params.train_count,
         plan.cell_targets,
         params.near_duplicate_threshold,
     )
-    train_ref, holdout_ref = build_datasets(split, taxonomy, router, backend.limits, runtime)
+    train_ref, holdout_ref = build_datasets(
+        opaque(split), taxonomy, router, backend.limits, runtime
+    )
     clock["dataset"] = time.perf_counter() - started - sum(clock.values())
 
     # 3. Distill (idempotent submit) and wait.
@@ -140,7 +153,7 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
             "evaluation-progress", "Evaluating on the holdout", len(targets)
         ) as progress:
             for target in targets:
-                evaluations.append(evaluate_model(target, split.holdout, taxonomy, runtime))
+                evaluations.append(evaluate_model(target, opaque(split.holdout), taxonomy, runtime))
                 progress.advance()
         clock["evaluate"] = time.perf_counter() - started - sum(clock.values())
 

@@ -36,11 +36,12 @@ class _NearIndex:
         self.lsh = MinHashLSH(threshold=max(0.3, threshold - 0.25), num_perm=num_perm)
         self.sets: list[set[bytes]] = []
 
-    def sketch(self, text: str) -> tuple[MinHash, set[bytes]]:
-        sh = shingles(text)
-        mh = MinHash(num_perm=self.num_perm, seed=1, hashfunc=zlib.crc32)
-        mh.update_batch(list(sh))
-        return mh, sh
+    def sketches(self, texts: list[str]) -> list[tuple[MinHash, set[bytes]]]:
+        sets = [shingles(t) for t in texts]
+        hashes = MinHash.bulk(
+            [list(s) for s in sets], num_perm=self.num_perm, seed=1, hashfunc=zlib.crc32
+        )
+        return list(zip(hashes, sets, strict=True))
 
     def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
         for key in self.lsh.query(mh):
@@ -85,8 +86,8 @@ def dedupe_and_split(
     train_index = _NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
     near = []
-    for idx, text in zip(keep_idx, train.loc[keep_idx, "norm"], strict=True):
-        mh, sh = train_index.sketch(text)
+    sketches = train_index.sketches(train.loc[keep_idx, "norm"].tolist())
+    for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
         if train_index.has_near(mh, sh):
             near.append(idx)
         else:
@@ -96,8 +97,8 @@ def dedupe_and_split(
     holdout_index = _NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
     near_train, near_self = [], []
-    for idx, text in zip(keep_idx, holdout.loc[keep_idx, "norm"], strict=True):
-        mh, sh = holdout_index.sketch(text)
+    sketches = holdout_index.sketches(holdout.loc[keep_idx, "norm"].tolist())
+    for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
         if train_index.has_near(mh, sh):
             near_train.append(idx)
         elif holdout_index.has_near(mh, sh):

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse
 
 from intent_router.text import normalise, quoted_spans
@@ -156,6 +155,8 @@ class HashedNgramStudent:
             iteration += 1
             if on_iteration is not None:
                 on_iteration(iteration, max_iterations)
+
+        import scipy.optimize  # imported here: loading it costs ~0.5 s and only training needs it
 
         theta0 = np.zeros(m * k + k)
         result = scipy.optimize.minimize(
