@@ -39,6 +39,7 @@ from tasks.distill import (
 )
 from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.generate import BatchOutput, generate_batch
+from tasks.preflight import preflight
 from tasks.promote import promote_candidate
 from tasks.runtime import Runtime, code_version
 
@@ -77,6 +78,9 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     check_record_count(params.train_count, backend.limits)
     store = runtime.store()
     registry = ChampionRegistry(store, router)
+
+    # 0. Preflight: cost estimate and budget, before the first paid call.
+    preflight(params, taxonomy, runtime)
 
     # 1. Generate and label batches in parallel (cached per batch).
     plan = plan_generation(params, taxonomy)

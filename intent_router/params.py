@@ -79,6 +79,11 @@ class DistillParams(BaseModel):
         description="Saved file-system block 'slug/name' for artifacts and caches "
         "(default: LocalFileSystem under ROUTER_DISTILL_HOME).",
     )
+    budget_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Stop before the first paid call if the estimated cost exceeds this.",
+    )
     gate: GateConfig = Field(default_factory=GateConfig, description="Promotion thresholds.")
     poll_interval_seconds: float = Field(
         default=30.0, ge=0.0, le=3600, description="How often to poll a distillation job."

@@ -36,6 +36,19 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--params-json", type=Path, help="JSON file with flow parameters (flags override it)"
     )
     run.add_argument("--report-json", type=Path, help="also write the summary as JSON here")
+    run.add_argument(
+        "--budget-usd",
+        type=float,
+        help="stop before the first paid call if the estimate exceeds this",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the request plan and cost estimate; call nothing",
+    )
+    run.add_argument("--role-arn", help="dry run: service role ARN (default: placeholder)")
+    run.add_argument("--bucket", help="dry run: S3 bucket (default: placeholder)")
+    run.add_argument("--region", default=None, help="dry run: Bedrock Region")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("queries", nargs="+", help="queries; '-' reads one query per line")
     route.add_argument("--router", default="default", help="router name (default: default)")
     route.add_argument("--json", action="store_true", help="one JSON object per query")
+    blocks = sub.add_parser("blocks", help="create and save the Prefect blocks a backend needs")
+    blocks_sub = blocks.add_subparsers(dest="blocks_command", required=True)
+    create = blocks_sub.add_parser("create", help="create/update the blocks (idempotent)")
+    create.add_argument("--backend", choices=["local", "aws"], default="local")
+    create.add_argument("--role-arn", help="aws: Bedrock service role ARN")
+    create.add_argument("--bucket", help="aws: S3 bucket for datasets and job outputs")
+    create.add_argument("--bucket-folder", default="router-distill", help="aws: key prefix")
+    create.add_argument("--region", help="aws: Region (default: AWS_REGION or us-east-1)")
+    create.add_argument("--profile", help="aws: named profile instead of access keys")
+    create.add_argument(
+        "--converse-concurrency",
+        type=int,
+        default=8,
+        help="aws: concurrent Converse calls across runs (global limit)",
+    )
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -75,7 +103,13 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             _error(f"cannot read parameters from {args.params_json}: {error}")
             return EXIT_USAGE
+    if args.backend == "aws":  # the blocks saved by `router-distill blocks create --backend aws`
+        from blocks.create import AWS_BACKEND_REF, AWS_STORAGE_REF
+
+        args.backend = AWS_BACKEND_REF
+        args.storage_block = args.storage_block or AWS_STORAGE_REF
     for field in (
+        "budget_usd",
         "taxonomy",
         "router_name",
         "train_count",
@@ -104,6 +138,9 @@ def _run(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
 
+    if args.dry_run:
+        return _dry_run(args, params)
+
     from flows.distill import distill_router
     from intent_router.report import render_text
 
@@ -121,6 +158,87 @@ def _run(args: argparse.Namespace) -> int:
     if args.report_json:
         args.report_json.write_text(summary.model_dump_json(indent=2), "utf-8")
         print(f"report written to {args.report_json}")
+    return EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace, params: Any) -> int:
+    """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
+    from intent_router.backends.bedrock import BedrockSettings
+    from intent_router.backends.bedrock_plan import request_plan
+    from intent_router.errors import UserInputError
+    from intent_router.preflight import check_budget, estimate_cost, format_estimate
+    from intent_router.report import format_table
+    from intent_router.taxonomy import resolve_taxonomy
+
+    taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
+    placeholder = "arn:aws:iam::123456789012:role/router-distill-bedrock"
+    role = args.role_arn or os.environ.get("ROUTER_DISTILL_ROLE_ARN") or placeholder
+    bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
+    region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
+    settings = BedrockSettings(role_arn=role, region_name=region)
+    plan = request_plan(params, taxonomy, settings, bucket)
+    print(
+        f"Dry run: Bedrock request plan for router '{params.router_name or taxonomy.name}' "
+        f"({params.train_count:,} training examples). Nothing is called."
+    )
+    if role == placeholder or bucket == "your-router-bucket":
+        print(
+            "  (role and/or bucket are placeholders: pass --role-arn/--bucket or set "
+            "ROUTER_DISTILL_ROLE_ARN/ROUTER_DISTILL_BUCKET)"
+        )
+    invalid = 0
+    for item in plan:
+        status = "valid" if not item.violations else "INVALID: " + "; ".join(item.violations)
+        invalid += bool(item.violations)
+        print(f"\n{item.service} {item.operation} x {item.count}\n  {item.purpose} [{status}]")
+        print("  example: " + json.dumps(item.example, ensure_ascii=False)[:4000])
+    estimate = estimate_cost(
+        params,
+        taxonomy,
+        teacher_model_id=settings.teacher_model_id,
+        evaluated_models={
+            "candidate": settings.student_invoke_model_id,
+            "teacher": settings.teacher_model_id,
+            "base student": settings.student_invoke_model_id,
+        },
+    )
+    print("\nCost estimate (USD, on-demand prices from intent_router/pricing.py)")
+    print(format_table(format_estimate(estimate)))
+    print(
+        f"Total (priced items): ${estimate.known_usd:,.2f}"
+        + (f"; not priced: {', '.join(estimate.unpriced)}" if estimate.unpriced else "")
+    )
+    try:
+        check_budget(estimate, params.budget_usd)
+    except UserInputError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
+def _blocks(args: argparse.Namespace) -> int:
+    from blocks.create import create_aws_blocks, create_local_blocks
+
+    if args.backend == "local":
+        saved = create_local_blocks()
+    else:
+        missing = [f for f in ("role_arn", "bucket") if not getattr(args, f)]
+        if missing:
+            _error(
+                "--backend aws needs " + " and ".join(f"--{m.replace('_', '-')}" for m in missing)
+            )
+            return EXIT_USAGE
+        saved = create_aws_blocks(
+            role_arn=args.role_arn,
+            bucket=args.bucket,
+            bucket_folder=args.bucket_folder,
+            region=args.region,
+            profile=args.profile,
+            converse_concurrency=args.converse_concurrency,
+        )
+    print("saved:")
+    for line in saved:
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -204,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "route":
         return _route(args)
+    if args.command == "blocks":
+        return _blocks(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.backends.base import ModelTarget
 from intent_router.dataset import LabelledQuery
 from intent_router.metrics import ModelEvaluation, evaluate_outputs
-from intent_router.pricing import price_for
 from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
 from tasks.runtime import Runtime, retry_if_transient
@@ -47,7 +46,7 @@ def evaluate_model(
     backend = runtime.backend_client()
     queries = [item.query for item in holdout]
     calls = backend.invoke(target, queries, taxonomy)
-    price = price_for(target.priced_as)
+    price = backend.price_for(target.priced_as)
 
     def score(indices: list[int]) -> ModelEvaluation:
         return evaluate_outputs(

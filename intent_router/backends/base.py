@@ -8,7 +8,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from intent_router.pricing import BackendLimits
+from intent_router.pricing import BackendLimits, ModelPrice
 from intent_router.taxonomy import Taxonomy
 
 
@@ -110,6 +110,7 @@ class Backend(Protocol):
 
     name: str
     limits: BackendLimits
+    paid: bool  # calls cost money: the flow estimates cost and checks the budget first
 
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
         """Have the teacher route each query (raw model text, validated by the caller)."""
@@ -143,3 +144,9 @@ class Backend(Protocol):
 
     def artifact_uri(self, model_id: str) -> str | None:
         """Where the trained model lives (a URI or ARN), for reports and links."""
+
+    def price_for(self, model_id: str) -> ModelPrice:
+        """The per-token price used for a model (the price table plus any overrides)."""
+
+    def training_price_per_1k(self) -> float | None:
+        """Distillation training price per 1K tokens, when known."""

@@ -28,7 +28,7 @@ from intent_router.backends.base import (
 )
 from intent_router.dataset import check_record, check_record_count, parse_jsonl
 from intent_router.errors import DatasetRuleError, RouterOutputError, UserInputError
-from intent_router.pricing import LOCAL_LIMITS, estimate_tokens
+from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt
 from intent_router.schema import RoutingDecision, parse_routing_output
 from intent_router.storage import ObjectStore
@@ -74,6 +74,7 @@ class LocalBackend:
 
     name = "local"
     limits = LOCAL_LIMITS
+    paid = False
 
     def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 400) -> None:
         self.store = store
@@ -302,6 +303,12 @@ class LocalBackend:
                 priced_as=STUDENT_PRICED_AS,
             ),
         ]
+
+    def price_for(self, model_id: str) -> ModelPrice:
+        return price_for(model_id)
+
+    def training_price_per_1k(self) -> float | None:
+        return None
 
     def artifact_uri(self, model_id: str) -> str | None:
         return self.store.uri(self.artifact_path(model_id))

@@ -1,0 +1,441 @@
+"""The production backend: Amazon Bedrock distillation, on-demand deployment and Converse.
+
+Plain boto3: the clients are handed in (built from the prefect-aws credentials block in
+blocks/, or a validated fake in tests). Every request is checked against botocore's service
+model, including the enums, patterns and maxima botocore itself does not check, before it is
+sent. Long operations are submit + status calls; waiting happens in the task layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from intent_router.backends.base import (
+    DeploymentState,
+    DeploymentStatus,
+    DistillationRequest,
+    Invocation,
+    JobState,
+    JobStatus,
+    LabelResult,
+    ModelTarget,
+)
+from intent_router.backends.bedrock_validation import validate_request
+from intent_router.errors import RouterOutputError, TransientBackendError
+from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
+from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.schema import parse_routing_output
+from intent_router.storage import ObjectStore
+from intent_router.taxonomy import Taxonomy
+
+logger = logging.getLogger(__name__)
+
+THROTTLE_RETRIES = 5  # per call, on top of botocore's own (standard mode, 3 retries)
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ModelNotReadyException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "TooManyRequestsException",
+    }
+)
+
+
+class BedrockSettings(BaseModel):
+    """Everything about a Bedrock distillation setup except credentials and storage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region_name: str = Field(
+        default="us-east-1",
+        description="Bedrock Region (us-east-1 or "
+        "us-west-2 for on-demand custom-model deployment).",
+    )
+    role_arn: str = Field(description="Service role Bedrock assumes for the distillation job.")
+    teacher_model_id: str = Field(
+        default="us.amazon.nova-premier-v1:0",
+        description="Teacher: labels queries and guides distillation.",
+    )
+    student_base_model_id: str = Field(
+        default="amazon.nova-micro-v1:0:128k", description="baseModelIdentifier of the student."
+    )
+    student_invoke_model_id: str = Field(
+        default="amazon.nova-micro-v1:0",
+        description="The un-distilled student as a Converse baseline (with the teacher prompt).",
+    )
+    baseline_model_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra baselines, display name -> model id (e.g. a Claude Haiku id); "
+        "invoked with the full teacher prompt.",
+    )
+    max_teacher_response_tokens: int = Field(
+        default=1000,
+        ge=1,
+        le=4096,
+        description="maxResponseLengthForInference of the distillation job's teacher.",
+    )
+    label_max_tokens: int = Field(
+        default=200, ge=50, le=2000, description="maxTokens for each teacher labelling call."
+    )
+    label_temperature: float = Field(
+        default=0.2, ge=0, le=1, description="Teacher temperature when labelling (low)."
+    )
+    label_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Tries per query when the teacher's answer is not "
+        "valid routing JSON; then the query is dropped and counted.",
+    )
+    inference_max_tokens: int = Field(
+        default=300, ge=50, le=2000, description="maxTokens when evaluating models."
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags for jobs and models.")
+    price_overrides: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Model id -> (USD per 1K input tokens, USD per 1K output tokens).",
+    )
+    training_usd_per_1k_tokens: float | None = Field(
+        default=None,
+        ge=0,
+        description="Distillation training price per 1K tokens (not in the price table; set it "
+        "from the Bedrock pricing page to include training in the budget check).",
+    )
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _transient(error: ClientError) -> TransientBackendError:
+    message = error.response.get("Error", {}).get("Message", "")
+    return TransientBackendError(f"{_code(error)}: {message}")
+
+
+class BedrockBackend:
+    """Backend on Amazon Bedrock. Thread-safe as long as the boto3 clients are."""
+
+    name = "bedrock"
+    limits = BEDROCK_NOVA_LIMITS
+    paid = True
+
+    def __init__(
+        self,
+        settings: BedrockSettings,
+        *,
+        control: Any,
+        runtime: Any,
+        store: ObjectStore,
+        call_slot: Callable[[], AbstractContextManager[Any]] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.control = control
+        self.runtime = runtime
+        self.store = store
+        self.call_slot = call_slot or nullcontext
+        self.sleep = sleep
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, client: Any, method: str, **params: Any) -> Any:
+        api_name = client.meta.method_to_api_mapping[method]
+        validate_request(client, api_name, params)
+        try:
+            return getattr(client, method)(**params)
+        except ClientError as error:
+            if _code(error) in TRANSIENT_CODES:
+                raise _transient(error) from error
+            raise
+
+    @staticmethod
+    def converse_request(
+        model_id: str, system: str, query: str, max_tokens: int, temperature: float | None = None
+    ) -> dict[str, Any]:
+        """A complete Converse request: system prompt, one user turn, maxTokens always set."""
+        inference: dict[str, Any] = {"maxTokens": max_tokens}
+        if temperature is not None:
+            inference["temperature"] = temperature
+        return {
+            "modelId": model_id,
+            "system": [{"text": system}],
+            "messages": [{"role": "user", "content": [{"text": query}]}],
+            "inferenceConfig": inference,
+        }
+
+    def _converse(
+        self,
+        model_id: str,
+        system: str,
+        query: str,
+        max_tokens: int,
+        temperature: float | None = None,
+    ) -> dict[str, Any]:
+        """One Converse call in a concurrency slot; throttling backs off here, per query, so a
+        storm does not fail (and re-pay) a whole batch. Gives up after THROTTLE_RETRIES."""
+        params = self.converse_request(model_id, system, query, max_tokens, temperature)
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                with self.call_slot():
+                    response: dict[str, Any] = self._call(self.runtime, "converse", **params)
+                return response
+            except TransientBackendError:
+                if attempt == THROTTLE_RETRIES:
+                    raise
+                self.sleep(min(30.0, 0.5 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _text(response: dict[str, Any]) -> str:
+        parts = response.get("output", {}).get("message", {}).get("content", [])
+        return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+
+    # -- teacher -----------------------------------------------------------------------------
+    def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
+        """Converse with the teacher; retry invalid answers a bounded number of times."""
+        prompt = teacher_prompt(taxonomy)
+        results = []
+        for query in queries:
+            error = "no answer"
+            for attempt in range(1, self.settings.label_attempts + 1):
+                response = self._converse(
+                    self.settings.teacher_model_id,
+                    prompt,
+                    query,
+                    self.settings.label_max_tokens,
+                    self.settings.label_temperature,
+                )
+                text = self._text(response)
+                try:
+                    parse_routing_output(text, taxonomy.signal_names)
+                except RouterOutputError as invalid:
+                    error = f"{invalid} (stopReason {response.get('stopReason')})"
+                    continue
+                results.append(LabelResult(query=query, text=text, attempts=attempt))
+                break
+            else:
+                results.append(
+                    LabelResult(
+                        query=query, text=None, attempts=self.settings.label_attempts, error=error
+                    )
+                )
+        return results
+
+    # -- distillation ------------------------------------------------------------------------
+    def job_request(self, request: DistillationRequest) -> dict[str, Any]:
+        """The complete CreateModelCustomizationJob request for a distillation."""
+        tags = [{"key": k, "value": v} for k, v in {**self.settings.tags, **request.tags}.items()]
+        return {
+            "jobName": request.job_name,
+            "customModelName": request.model_name,
+            "roleArn": self.settings.role_arn,
+            "clientRequestToken": request.token,
+            "baseModelIdentifier": self.settings.student_base_model_id,
+            "customizationType": "DISTILLATION",
+            "trainingDataConfig": {"s3Uri": request.training_uri},
+            "outputDataConfig": {"s3Uri": self.store.uri(request.output_prefix) + "/"},
+            "customizationConfig": {
+                "distillationConfig": {
+                    "teacherModelConfig": {
+                        "teacherModelIdentifier": self.settings.teacher_model_id,
+                        "maxResponseLengthForInference": self.settings.max_teacher_response_tokens,
+                    }
+                }
+            },
+            "jobTags": tags,
+            "customModelTags": tags,
+        }
+
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
+        """Reuse the job with this name if it exists; otherwise create it (idempotent token)."""
+        try:
+            existing = self._call(
+                self.control, "get_model_customization_job", jobIdentifier=request.job_name
+            )
+            logger.info("reusing distillation job %s", existing["jobArn"])
+            return str(existing["jobArn"])
+        except ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
+        response = self._call(
+            self.control, "create_model_customization_job", **self.job_request(request)
+        )
+        return str(response["jobArn"])
+
+    def job_status(self, job_id: str) -> JobStatus:
+        """The job's state; Completed only once its custom model is Active."""
+        job = self._call(self.control, "get_model_customization_job", jobIdentifier=job_id)
+        details = {k: str(v.get("status")) for k, v in (job.get("statusDetails") or {}).items()}
+        metrics = {}
+        loss = (job.get("trainingMetrics") or {}).get("trainingLoss")
+        if loss is not None:
+            metrics["trainingLoss"] = float(loss)
+        state = JobState(job["status"])
+        model_arn = job.get("outputModelArn")
+        if state == JobState.COMPLETED and model_arn:
+            model = self._call(self.control, "get_custom_model", modelIdentifier=model_arn)
+            details["customModel"] = str(model.get("modelStatus"))
+            if model.get("modelStatus") == "Failed":
+                return JobStatus(
+                    job_id=job_id,
+                    state=JobState.FAILED,
+                    model_id=model_arn,
+                    failure_message=model.get("failureMessage"),
+                    details=details,
+                )
+            if model.get("modelStatus") != "Active":
+                state = JobState.IN_PROGRESS
+        return JobStatus(
+            job_id=job_id,
+            state=state,
+            model_id=model_arn,
+            failure_message=job.get("failureMessage"),
+            details=details,
+            metrics=metrics,
+        )
+
+    # -- deployments -------------------------------------------------------------------------
+    def deployment_request(self, model_id: str, name: str, token: str) -> dict[str, Any]:
+        """The complete CreateCustomModelDeployment request (on demand)."""
+        params: dict[str, Any] = {
+            "modelDeploymentName": name,
+            "modelArn": model_id,
+            "clientRequestToken": token,
+            "description": f"router-distill candidate {name}",
+        }
+        if self.settings.tags:
+            params["tags"] = [{"key": k, "value": v} for k, v in self.settings.tags.items()]
+        return params
+
+    def deploy(self, model_id: str, name: str, token: str) -> str:
+        response = self._call(
+            self.control,
+            "create_custom_model_deployment",
+            **self.deployment_request(model_id, name, token),
+        )
+        return str(response["customModelDeploymentArn"])
+
+    def deployment_status(self, deployment_id: str) -> DeploymentStatus:
+        found = self._call(
+            self.control,
+            "get_custom_model_deployment",
+            customModelDeploymentIdentifier=deployment_id,
+        )
+        return DeploymentStatus(
+            deployment_id=deployment_id,
+            state=DeploymentState(found["status"]),
+            model_id=found["modelArn"],
+            failure_message=found.get("failureMessage"),
+        )
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        try:
+            self._call(
+                self.control,
+                "delete_custom_model_deployment",
+                customModelDeploymentIdentifier=deployment_id,
+            )
+        except ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
+            logger.info("deployment %s was already gone", deployment_id)
+
+    # -- inference ---------------------------------------------------------------------------
+    def invoke(
+        self,
+        target: ModelTarget,
+        queries: Sequence[str],
+        taxonomy: Taxonomy,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Invocation]:
+        """Converse once per query; latency from metrics.latencyMs, tokens from usage.
+
+        A call the service rejects for this query counts as an unparseable answer.
+        """
+        prompt = (
+            teacher_prompt(taxonomy)
+            if target.prompt == "teacher"
+            else (student_system_prompt(taxonomy))
+        )
+        out = []
+        for done, query in enumerate(queries, start=1):
+            try:
+                response = self._converse(
+                    target.ref, prompt, query, self.settings.inference_max_tokens
+                )
+            except ClientError as error:
+                logger.warning("%s failed on %r: %s", target.name, query, error)
+                out.append(Invocation(text="", latency_s=0.0, input_tokens=0, output_tokens=0))
+                continue
+            usage = response.get("usage", {})
+            out.append(
+                Invocation(
+                    text=self._text(response),
+                    latency_s=float(response.get("metrics", {}).get("latencyMs", 0)) / 1000,
+                    input_tokens=int(usage.get("inputTokens", 0)),
+                    output_tokens=int(usage.get("outputTokens", 0)),
+                )
+            )
+            if on_progress is not None and done % 100 == 0:
+                on_progress(done)
+        return out
+
+    def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:
+        s = self.settings
+        targets = [
+            ModelTarget(
+                name=f"teacher {s.teacher_model_id}",
+                role="teacher",
+                ref=s.teacher_model_id,
+                prompt="teacher",
+                priced_as=s.teacher_model_id,
+            ),
+            ModelTarget(
+                name=f"base student {s.student_invoke_model_id}",
+                role="base-student",
+                ref=s.student_invoke_model_id,
+                prompt="teacher",
+                priced_as=s.student_invoke_model_id,
+            ),
+        ]
+        targets += [
+            ModelTarget(
+                name=name,
+                role=f"baseline-{name}",
+                ref=model_id,
+                prompt="teacher",
+                priced_as=model_id,
+            )
+            for name, model_id in s.baseline_model_ids.items()
+        ]
+        return targets
+
+    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
+        return ModelTarget(
+            name=name,
+            role=role,
+            ref=deployment_id,
+            prompt="student",
+            priced_as=self.settings.student_invoke_model_id,
+        )
+
+    def artifact_uri(self, model_id: str) -> str | None:
+        return model_id
+
+    def training_price_per_1k(self) -> float | None:
+        return self.settings.training_usd_per_1k_tokens
+
+    def price_for(self, model_id: str) -> ModelPrice:
+        if model_id in self.settings.price_overrides:
+            inp, out = self.settings.price_overrides[model_id]
+            return ModelPrice(
+                model_id=model_id, input_per_1k=inp, output_per_1k=out, source="price override"
+            )
+        return price_for(model_id)

@@ -1,0 +1,162 @@
+"""Preflight: what a run will send and what it will cost, computed before the first paid call.
+
+The queries are written locally (cheap and deterministic), so counts and token estimates come
+from the real generated text; teacher answers are sized from the local reference teacher's
+answers, which have the same shape. Prices come from the one table in pricing.py (plus
+overrides). Nothing here calls AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from intent_router.errors import UserInputError
+from intent_router.params import DistillParams
+from intent_router.planning import plan_generation
+from intent_router.pricing import ModelPrice, estimate_tokens, price_for
+from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.synthesis import QueryWriter
+from intent_router.taxonomy import Taxonomy
+from intent_router.teacher import ReferenceTeacher
+
+
+class CostLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    item: str
+    model_id: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    usd: float | None  # None: no price known for this item
+
+
+class CostEstimate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lines: tuple[CostLine, ...]
+    generated_queries: int
+    training_tokens: int
+
+    @property
+    def known_usd(self) -> float:
+        return sum(line.usd or 0.0 for line in self.lines)
+
+    @property
+    def unpriced(self) -> list[str]:
+        return [line.item for line in self.lines if line.usd is None]
+
+
+def table_price(model_id: str) -> ModelPrice | None:
+    """The price table's entry, or None for a model it does not list."""
+    try:
+        return price_for(model_id)
+    except KeyError:
+        return None
+
+
+def estimate_cost(
+    params: DistillParams,
+    taxonomy: Taxonomy,
+    *,
+    teacher_model_id: str,
+    evaluated_models: Mapping[str, str],
+    price_of: Callable[[str], ModelPrice | None] = table_price,
+    training_usd_per_1k_tokens: float | None = None,
+    epochs: int = 2,
+) -> CostEstimate:
+    """Teacher labelling + student training + evaluation, from the real generated queries.
+
+    evaluated_models: display name -> model id, each invoked once per evaluation query.
+    """
+    plan = plan_generation(params, taxonomy)
+    teacher = ReferenceTeacher(taxonomy)
+    prompt_tokens = estimate_tokens(teacher_prompt(taxonomy))
+    student_prompt_tokens = estimate_tokens(student_system_prompt(taxonomy))
+    label_in = label_out = calls = 0
+    train_tokens = 0
+    eval_queries: list[str] = []
+    for batch in plan.all_batches:
+        writer = QueryWriter(taxonomy, batch.vocabulary)
+        for quota in batch.quotas:
+            for query in writer.write_cell(quota):
+                answer = estimate_tokens(teacher.label_json(query))
+                calls += 1
+                label_in += prompt_tokens + estimate_tokens(query)
+                label_out += answer
+                if batch.split == "train":
+                    train_tokens += student_prompt_tokens + estimate_tokens(query) + answer
+                else:
+                    eval_queries.append(query)
+    train_tokens = round(train_tokens * min(1.0, params.train_count / max(1, calls)))
+    lines: list[CostLine] = []
+    teacher_price = price_of(teacher_model_id)
+    lines.append(
+        CostLine(
+            item="teacher labelling (Converse)",
+            model_id=teacher_model_id,
+            calls=calls,
+            input_tokens=label_in,
+            output_tokens=label_out,
+            usd=teacher_price.cost(label_in, label_out) if teacher_price else None,
+        )
+    )
+    lines.append(
+        CostLine(
+            item=f"student training ({epochs} epochs)",
+            model_id="training",
+            calls=1,
+            input_tokens=train_tokens * epochs,
+            output_tokens=0,
+            usd=(
+                train_tokens * epochs / 1000 * training_usd_per_1k_tokens
+                if training_usd_per_1k_tokens is not None
+                else None
+            ),
+        )
+    )
+    eval_in = sum(estimate_tokens(q) for q in eval_queries)
+    for name, model_id in evaluated_models.items():
+        price = price_of(model_id)
+        uses_teacher_prompt = name != "candidate"
+        inp = eval_in + len(eval_queries) * (
+            prompt_tokens if uses_teacher_prompt else student_prompt_tokens
+        )
+        out = len(eval_queries) * round(label_out / max(1, calls))
+        lines.append(
+            CostLine(
+                item=f"evaluation: {name}",
+                model_id=model_id,
+                calls=len(eval_queries),
+                input_tokens=inp,
+                output_tokens=out,
+                usd=price.cost(inp, out) if price else None,
+            )
+        )
+    return CostEstimate(lines=tuple(lines), generated_queries=calls, training_tokens=train_tokens)
+
+
+def check_budget(estimate: CostEstimate, budget_usd: float | None) -> None:
+    """Stop before anything is paid when the known estimate exceeds the budget."""
+    if budget_usd is not None and estimate.known_usd > budget_usd:
+        raise UserInputError(
+            f"estimated cost ${estimate.known_usd:,.2f} exceeds the budget of ${budget_usd:,.2f}"
+            + (f" (not priced: {', '.join(estimate.unpriced)})" if estimate.unpriced else "")
+        )
+
+
+def format_estimate(estimate: CostEstimate) -> list[dict[str, Any]]:
+    return [
+        {
+            "item": line.item,
+            "model": line.model_id,
+            "calls": line.calls,
+            "input_tokens": line.input_tokens,
+            "output_tokens": line.output_tokens,
+            "usd": "not priced" if line.usd is None else round(line.usd, 4),
+        }
+        for line in estimate.lines
+    ]
