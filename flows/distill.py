@@ -37,7 +37,7 @@ from tasks.distill import (
     wait_for_deployment,
     wait_for_job,
 )
-from tasks.evaluate import EvaluationResult, evaluate_model
+from tasks.evaluate import PRIOR_PREFIX, EvaluationResult, evaluate_model
 from tasks.generate import BatchOutput, generate_batch
 from tasks.preflight import preflight
 from tasks.promote import promote_candidate
@@ -233,7 +233,7 @@ def _prior(train: Any, taxonomy: Taxonomy) -> ModelTarget:
     return ModelTarget(
         name="prior (training mean)",
         role="prior",
-        ref="prior:" + json.dumps(weights),
+        ref=PRIOR_PREFIX + json.dumps(weights),
         prompt="student",
         priced_as="local",
     )

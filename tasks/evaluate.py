@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
+
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
 
-from intent_router.backends.base import ModelTarget
+from intent_router.backends.base import Invocation, ModelTarget
 from intent_router.dataset import LabelledQuery
 from intent_router.metrics import ModelEvaluation, evaluate_outputs
+from intent_router.schema import RoutingDecision
 from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
 from tasks.runtime import Runtime, retry_if_transient
 
 NOVEL = "novel-vocabulary"
+PRIOR_PREFIX = "prior:"
+
+
+def prior_invocations(weights_json: str, n: int) -> list[Invocation]:
+    """The trivial prior: the same training-mean weights for every query, at no cost."""
+    weights = json.loads(weights_json)
+    text = RoutingDecision(weights=weights, reasoning="Training-set average.").to_json()
+    return [Invocation(text=text, latency_s=0.0, input_tokens=0, output_tokens=0)] * n
 
 
 class EvaluationResult(BaseModel):
@@ -45,7 +56,10 @@ def evaluate_model(
     """
     backend = runtime.backend_client()
     queries = [item.query for item in holdout]
-    calls = backend.invoke(target, queries, taxonomy)
+    if target.ref.startswith(PRIOR_PREFIX):  # a constant answer: no model to call
+        calls = prior_invocations(target.ref.removeprefix(PRIOR_PREFIX), len(queries))
+    else:
+        calls = backend.invoke(target, queries, taxonomy)
     price = backend.price_for(target.priced_as)
 
     def score(indices: list[int]) -> ModelEvaluation:

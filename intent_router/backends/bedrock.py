@@ -38,6 +38,7 @@ from intent_router.taxonomy import Taxonomy
 logger = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 5  # per call, on top of botocore's own (standard mode, 3 retries)
+THROTTLE_BASE_DELAY_S = 0.5  # backoff: 0.5, 1, 2, 4, 8 s
 TRANSIENT_CODES = frozenset(
     {
         "ThrottlingException",
@@ -178,18 +179,17 @@ class BedrockBackend:
         max_tokens: int,
         temperature: float | None = None,
     ) -> dict[str, Any]:
-        """One Converse call in a concurrency slot; throttling backs off here, per query, so a
-        storm does not fail (and re-pay) a whole batch. Gives up after THROTTLE_RETRIES."""
+        """One Converse call; throttling backs off here, per query, so a storm does not fail
+        (and re-pay) a whole batch. Gives up after THROTTLE_RETRIES."""
         params = self.converse_request(model_id, system, query, max_tokens, temperature)
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
-                with self.call_slot():
-                    response: dict[str, Any] = self._call(self.runtime, "converse", **params)
+                response: dict[str, Any] = self._call(self.runtime, "converse", **params)
                 return response
             except TransientBackendError:
                 if attempt == THROTTLE_RETRIES:
                     raise
-                self.sleep(min(30.0, 0.5 * 2**attempt))
+                self.sleep(min(30.0, THROTTLE_BASE_DELAY_S * 2**attempt))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -201,32 +201,31 @@ class BedrockBackend:
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
         """Converse with the teacher; retry invalid answers a bounded number of times."""
         prompt = teacher_prompt(taxonomy)
-        results = []
-        for query in queries:
-            error = "no answer"
-            for attempt in range(1, self.settings.label_attempts + 1):
-                response = self._converse(
-                    self.settings.teacher_model_id,
-                    prompt,
-                    query,
-                    self.settings.label_max_tokens,
-                    self.settings.label_temperature,
-                )
-                text = self._text(response)
-                try:
-                    parse_routing_output(text, taxonomy.signal_names)
-                except RouterOutputError as invalid:
-                    error = f"{invalid} (stopReason {response.get('stopReason')})"
-                    continue
-                results.append(LabelResult(query=query, text=text, attempts=attempt))
-                break
-            else:
-                results.append(
-                    LabelResult(
-                        query=query, text=None, attempts=self.settings.label_attempts, error=error
-                    )
-                )
-        return results
+        # One concurrency slot per batch: the calls inside are sequential, so the number of
+        # batches holding a slot bounds the concurrent Converse calls.
+        with self.call_slot():
+            return [self._label_one(query, prompt, taxonomy) for query in queries]
+
+    def _label_one(self, query: str, prompt: str, taxonomy: Taxonomy) -> LabelResult:
+        error = "no answer"
+        for attempt in range(1, self.settings.label_attempts + 1):
+            response = self._converse(
+                self.settings.teacher_model_id,
+                prompt,
+                query,
+                self.settings.label_max_tokens,
+                self.settings.label_temperature,
+            )
+            text = self._text(response)
+            try:
+                parse_routing_output(text, taxonomy.signal_names)
+            except RouterOutputError as invalid:
+                error = f"{invalid} (stopReason {response.get('stopReason')})"
+                continue
+            return LabelResult(query=query, text=text, attempts=attempt)
+        return LabelResult(
+            query=query, text=None, attempts=self.settings.label_attempts, error=error
+        )
 
     # -- distillation ------------------------------------------------------------------------
     def job_request(self, request: DistillationRequest) -> dict[str, Any]:
@@ -365,26 +364,27 @@ class BedrockBackend:
             else (student_system_prompt(taxonomy))
         )
         out = []
-        for done, query in enumerate(queries, start=1):
-            try:
-                response = self._converse(
-                    target.ref, prompt, query, self.settings.inference_max_tokens
+        with self.call_slot():
+            for done, query in enumerate(queries, start=1):
+                try:
+                    response = self._converse(
+                        target.ref, prompt, query, self.settings.inference_max_tokens
+                    )
+                except ClientError as error:
+                    logger.warning("%s failed on %r: %s", target.name, query, error)
+                    out.append(Invocation(text="", latency_s=0.0, input_tokens=0, output_tokens=0))
+                    continue
+                usage = response.get("usage", {})
+                out.append(
+                    Invocation(
+                        text=self._text(response),
+                        latency_s=float(response.get("metrics", {}).get("latencyMs", 0)) / 1000,
+                        input_tokens=int(usage.get("inputTokens", 0)),
+                        output_tokens=int(usage.get("outputTokens", 0)),
+                    )
                 )
-            except ClientError as error:
-                logger.warning("%s failed on %r: %s", target.name, query, error)
-                out.append(Invocation(text="", latency_s=0.0, input_tokens=0, output_tokens=0))
-                continue
-            usage = response.get("usage", {})
-            out.append(
-                Invocation(
-                    text=self._text(response),
-                    latency_s=float(response.get("metrics", {}).get("latencyMs", 0)) / 1000,
-                    input_tokens=int(usage.get("inputTokens", 0)),
-                    output_tokens=int(usage.get("outputTokens", 0)),
-                )
-            )
-            if on_progress is not None and done % 100 == 0:
-                on_progress(done)
+                if on_progress is not None and done % 100 == 0:
+                    on_progress(done)
         return out
 
     def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:

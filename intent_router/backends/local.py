@@ -8,7 +8,6 @@ teacher's soft labels), stores the artifact, and records the job like a service 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -237,10 +236,6 @@ class LocalBackend:
         kind, _, value = target.ref.partition(":")
         if kind == "teacher":
             return teacher_for(taxonomy).label_json
-        if kind == "prior":
-            weights: dict[str, float] = json.loads(value)
-            text = RoutingDecision(weights=weights, reasoning="Training-set average.").to_json()
-            return lambda _query: text
         if kind == "untrained":
             student = HashedNgramStudent(signals=taxonomy.signal_names)
             return lambda query: student_decision(student, query).to_json()

@@ -1,0 +1,188 @@
+"""The whole flow on the Bedrock backend: moto for S3, a validated fake for Bedrock.
+
+Every Bedrock request goes through the fake, which checks it against botocore's service model
+(names, nesting, types, required members, enums, patterns, maxima) and runs a realistic state
+machine (InProgress -> Completed | Failed, Creating -> Active | Failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from prefect.client.orchestration import get_client
+from prefect_aws import AwsCredentials, S3Bucket
+
+import intent_router.backends.bedrock as bedrock_module
+from blocks.bedrock import CONVERSE_LIMIT, BedrockDistillationBackend
+from flows.distill import distill_router
+from intent_router.errors import DeploymentFailed, DistillationJobFailed, UserInputError
+from intent_router.params import DistillParams
+from intent_router.registry import ChampionRegistry
+from intent_router.taxonomy import builtin_taxonomy
+from intent_router.teacher import ReferenceTeacher
+from tasks.runtime import Runtime
+from tests.support.fake_bedrock import FakeBedrock
+
+BUCKET = "router-test-bucket"
+ROLE = "arn:aws:iam::123456789012:role/router-distill-bedrock"
+TEACHER = ReferenceTeacher(builtin_taxonomy())
+PARAMS: dict[str, Any] = {
+    "train_count": 120,
+    "holdout_count": 40,
+    "novel_vocabulary_count": 0,
+    "batches": 2,
+    "poll_interval_seconds": 0,
+    "job_timeout_minutes": 5,
+    "backend": "router-distill-bedrock-backend/test",
+    "storage_block": "s3-bucket/test",
+    "gate": {"min_top_signal_accuracy": 0.9, "min_mean_rubric": 4.0},
+}
+
+
+def good_student(model_id: str, system: str, user: str) -> str:
+    """The teacher's answer for teacher-prompted models and for the deployed student."""
+    return TEACHER.label_json(user)
+
+
+def bad_student(model_id: str, system: str, user: str) -> str:
+    if "custom-model-deployment" in model_id:
+        return (
+            '{"visual": 0.25, "audio": 0.25, "transcription": 0.25, "metadata": 0.25, '
+            '"reasoning": "unsure"}'
+        )
+    return TEACHER.label_json(user)
+
+
+@pytest.fixture
+def aws(router_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
+    """moto S3 with a bucket, saved blocks, and the fake Bedrock clients behind the block."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(bedrock_module, "THROTTLE_BASE_DELAY_S", 0.0)  # no waiting in tests
+    fake = FakeBedrock(responder=good_student)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        # One shared client: creating a boto3 client per S3 call is slow under moto.
+        monkeypatch.setattr(S3Bucket, "_get_s3_client", lambda self: s3)
+        credentials = AwsCredentials(
+            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        credentials.save("test", overwrite=True)
+        bucket = S3Bucket(bucket_name=BUCKET, credentials=credentials, bucket_folder="runs")
+        bucket.save("test", overwrite=True)
+        BedrockDistillationBackend(credentials=credentials, bucket=bucket, role_arn=ROLE).save(
+            "test", overwrite=True
+        )
+        monkeypatch.setattr(
+            BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
+        )
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(CONVERSE_LIMIT, 4)
+        yield fake
+
+
+def s3_keys() -> list[str]:
+    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_bedrock_run_promotes_with_valid_requests(aws: FakeBedrock) -> None:
+    summary = distill_router(DistillParams.model_validate(PARAMS))
+
+    assert summary.outcome == "promoted"
+    assert summary.backend == "bedrock"
+    assert len(aws.jobs) == 1 and len(aws.deployments) == 1
+    job = aws.calls_to("create_model_customization_job")[0]
+    assert job["customizationType"] == "DISTILLATION"
+    assert job["baseModelIdentifier"] == "amazon.nova-micro-v1:0:128k"
+    teacher_config = job["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+    assert teacher_config["teacherModelIdentifier"] == "us.amazon.nova-premier-v1:0"
+    assert job["trainingDataConfig"]["s3Uri"].startswith(f"s3://{BUCKET}/runs/datasets/default/")
+    assert any(key.endswith("/train.jsonl") for key in s3_keys())
+    labelling = [c for c in aws.calls_to("converse") if "temperature" in c["inferenceConfig"]]
+    assert labelling and all(c["modelId"] == "us.amazon.nova-premier-v1:0" for c in labelling)
+    assert all(c["inferenceConfig"]["maxTokens"] == 200 for c in labelling)
+    deployment_calls = [
+        c for c in aws.calls_to("converse") if "custom-model-deployment" in c["modelId"]
+    ]
+    assert deployment_calls and all(
+        c["system"][0]["text"].startswith("Return JSON with") for c in deployment_calls
+    )
+    store = Runtime(backend=PARAMS["backend"], storage_block="s3-bucket/test").store()
+    champion = ChampionRegistry(store, "default").current()
+    assert champion is not None and champion.deployment_id in aws.deployments
+
+
+def test_rerun_after_a_crash_while_waiting_reuses_the_job(
+    aws: FakeBedrock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = bedrock_module.BedrockBackend.job_status
+    polls = {"n": 0}
+
+    def crash_once(self: Any, job_id: str) -> Any:
+        polls["n"] += 1
+        if polls["n"] == 1:
+            raise RuntimeError("worker lost while waiting")
+        return original(self, job_id)
+
+    monkeypatch.setattr(bedrock_module.BedrockBackend, "job_status", crash_once)
+    params = DistillParams.model_validate({**PARAMS, "seed": 5})
+    with pytest.raises(RuntimeError, match="worker lost"):
+        distill_router(params)
+    labelled = len(aws.calls_to("converse"))
+
+    summary = distill_router(params)
+    assert summary.outcome == "promoted"
+    assert len(aws.jobs) == 1 and len(aws.deployments) == 1
+    assert len(aws.calls_to("create_model_customization_job")) == 1
+    teacher_calls = [
+        c
+        for c in aws.calls_to("converse")[labelled:]
+        if c["modelId"].startswith("us.amazon")
+        and "Return JSON" not in c["system"][0]["text"]
+        and c["inferenceConfig"].get("temperature")
+    ]
+    assert teacher_calls == []  # labels came from the cache, the teacher was not paid twice
+
+
+def test_failed_job_fails_the_run_with_bedrocks_message(aws: FakeBedrock) -> None:
+    aws.fail_job_with = "Validation failed: 3 records contain reserved keywords"
+    with pytest.raises(DistillationJobFailed, match="reserved keywords"):
+        distill_router(DistillParams.model_validate({**PARAMS, "seed": 6}))
+    assert aws.deployments == {}
+
+
+def test_failed_deployment_is_deleted_and_fails_the_run(aws: FakeBedrock) -> None:
+    aws.fail_deployment_with = "Insufficient capacity"
+    with pytest.raises(DeploymentFailed, match="Insufficient capacity"):
+        distill_router(DistillParams.model_validate({**PARAMS, "seed": 7}))
+    assert aws.deployments == {}
+    assert len(aws.deleted_deployments) == 1
+
+
+def test_candidate_that_fails_the_gate_has_its_deployment_deleted(aws: FakeBedrock) -> None:
+    aws.responder = bad_student
+    summary = distill_router(DistillParams.model_validate({**PARAMS, "seed": 8}))
+    assert summary.outcome == "rejected"
+    assert aws.deployments == {}
+    assert len(aws.deleted_deployments) == 1
+
+
+def test_throttling_storm_is_absorbed(aws: FakeBedrock) -> None:
+    aws.throttle("converse", times=12)
+    summary = distill_router(DistillParams.model_validate({**PARAMS, "seed": 9}))
+    assert summary.outcome == "promoted"
+    assert summary.dataset.teacher_invalid_dropped == 0
+
+
+def test_budget_stops_the_run_before_any_paid_call(aws: FakeBedrock) -> None:
+    with pytest.raises(UserInputError, match="exceeds the budget"):
+        distill_router(DistillParams.model_validate({**PARAMS, "seed": 10, "budget_usd": 0.01}))
+    assert aws.calls_to("converse") == []
+    assert aws.jobs == {}

@@ -1,0 +1,971 @@
+"""An in-memory fake of the `bedrock` and `bedrock-runtime` boto3 clients.
+
+What makes it worth trusting:
+
+* Every request is checked against the REAL botocore service model, including the enums,
+  patterns and `max` that botocore itself skips (`request_violations`); violations raise
+  `botocore.exceptions.ParamValidationError`, as a real client does before sending.
+* Every response is checked against the operation's output shape; a fake that drifts
+  from the model fails loudly (AssertionError) instead of teaching the code wrong shapes.
+* Errors are the real client's modelled exception classes (`client.exceptions.X`, all
+  `ClientError` subclasses) with `Error.Code` and the modelled `HTTPStatusCode`.
+* `meta` and `exceptions` are the real clients', so `client.meta.service_model`,
+  `client.meta.method_to_api_mapping` and `except client.exceptions.ThrottlingException`
+  work. No request is ever sent: the real clients are used only for their models.
+
+Time advances by polls, not wall time: every `get_*` call on a resource that is still in
+progress moves it one step. Timestamps come from a fake clock (one minute per call).
+
+Usage::
+
+    fake = FakeBedrock(responder=lambda model, system, user: '{"visual": 1.0}')
+    arn = fake.control.create_model_customization_job(**request)["jobArn"]
+    fake.control.get_model_customization_job(jobIdentifier=arn)["status"]  # "InProgress"
+    monkeypatch.setattr(boto3, "client", fake.client)  # hand the fakes to code under test
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.client import BaseClient
+from botocore.exceptions import ParamValidationError
+from botocore.paginate import Paginator, PaginatorModel
+from botocore.utils import parse_to_aware_datetime
+
+from intent_router.backends.bedrock_validation import request_violations, response_violations
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+Responder = Callable[[str, str, str], str]
+"""responder(model_id, system_text, user_text) -> answer text."""
+
+# Used only when an operation does not model the error (the model wins otherwise: note
+# that botocore models Bedrock's ConflictException as HTTP 400, not 409).
+DEFAULT_HTTP_STATUS = {
+    "AccessDeniedException": 403,
+    "ConflictException": 400,
+    "InternalServerException": 500,
+    "ModelErrorException": 424,
+    "ModelNotReadyException": 429,
+    "ModelTimeoutException": 408,
+    "ResourceNotFoundException": 404,
+    "ServiceQuotaExceededException": 400,
+    "ServiceUnavailableException": 503,
+    "ThrottlingException": 429,
+    "TooManyTagsException": 400,
+    "ValidationException": 400,
+}
+
+INVALID_MODEL_ID = "The provided model identifier is invalid."
+PROFILE_PREFIXES = ("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "ca.", "global.")
+
+
+@dataclass(frozen=True)
+class FoundationModel:
+    model_id: str
+    name: str
+    input_modalities: tuple[str, ...] = ("TEXT",)
+    customizations: tuple[str, ...] = ()
+    inference_types: tuple[str, ...] = ("ON_DEMAND",)
+    profile_only: bool = False
+    """Converse needs a cross-Region inference profile id (e.g. `us.` + model id)."""
+
+
+# Customization variants (":128k", ":300k") are what jobs take as baseModelIdentifier; they
+# are not invocable on demand. Nova Premier is teacher-only and reachable only through an
+# inference profile; the real service lists it as "INFERENCE_PROFILE", a value outside the
+# modelled InferenceType enum, so here it lists none.
+NOVA_MODELS: tuple[FoundationModel, ...] = (
+    FoundationModel("amazon.nova-micro-v1:0", "Nova Micro"),
+    FoundationModel(
+        "amazon.nova-micro-v1:0:128k",
+        "Nova Micro",
+        customizations=("FINE_TUNING", "DISTILLATION"),
+        inference_types=("PROVISIONED",),
+    ),
+    FoundationModel("amazon.nova-lite-v1:0", "Nova Lite", ("TEXT", "IMAGE")),
+    FoundationModel(
+        "amazon.nova-lite-v1:0:300k",
+        "Nova Lite",
+        ("TEXT", "IMAGE"),
+        customizations=("FINE_TUNING", "DISTILLATION"),
+        inference_types=("PROVISIONED",),
+    ),
+    FoundationModel("amazon.nova-pro-v1:0", "Nova Pro", ("TEXT", "IMAGE")),
+    FoundationModel(
+        "amazon.nova-pro-v1:0:300k",
+        "Nova Pro",
+        ("TEXT", "IMAGE"),
+        customizations=("FINE_TUNING", "DISTILLATION"),
+        inference_types=("PROVISIONED",),
+    ),
+    FoundationModel(
+        "amazon.nova-premier-v1:0",
+        "Nova Premier",
+        ("TEXT", "IMAGE"),
+        inference_types=(),
+        profile_only=True,
+    ),
+)
+TEACHER_MODEL_IDS = frozenset({"amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"})
+
+JOB_STAGES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
+START = datetime(2025, 8, 1, 9, 0, tzinfo=UTC)
+
+
+def default_responder(model_id: str, system_text: str, user_text: str) -> str:
+    """A valid routing answer whatever the question."""
+    return json.dumps(
+        {
+            "visual": 0.4,
+            "audio": 0.2,
+            "transcription": 0.2,
+            "metadata": 0.2,
+            "reasoning": "fake answer",
+        }
+    )
+
+
+def suffix_for(token: str, salt: str = "") -> str:
+    """The 12 lowercase alphanumerics ending an ARN: sha256 of the token, as hex."""
+    return hashlib.sha256(f"{salt}{token}".encode()).hexdigest()[:12]
+
+
+def token_count(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+@lru_cache(maxsize=4)
+def real_client(service: str, region: str = REGION) -> BaseClient:
+    """A real boto3 client, used only for its `meta` and `exceptions`; never called."""
+    session = boto3.session.Session(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name=region
+    )
+    client: BaseClient = session.client(service)  # type: ignore[call-overload]
+    return client
+
+
+@lru_cache(maxsize=4)
+def _paginator_model(service: str) -> PaginatorModel:
+    return botocore.session.get_session().get_paginator_model(service)
+
+
+class FakeBedrockError(Exception):
+    """Raised by a handler; the dispatcher turns it into the real modelled ClientError."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class FakeJob:
+    arn: str
+    name: str
+    token: str
+    request: dict[str, Any]
+    base_model_id: str
+    created: datetime
+    fail_with: str | None
+    status: str = "InProgress"
+    stages: dict[str, str] = field(
+        default_factory=lambda: {
+            "validationDetails": "InProgress",
+            "dataProcessingDetails": "NotStarted",
+            "trainingDetails": "NotStarted",
+        }
+    )
+    polls: int = 0
+    modified: datetime | None = None
+    end_time: datetime | None = None
+    failure_message: str | None = None
+    output_model_arn: str | None = None
+
+
+@dataclass
+class FakeCustomModel:
+    arn: str
+    name: str
+    job: FakeJob
+    created: datetime
+    status: str = "Creating"
+    polls: int = 0
+
+
+@dataclass
+class FakeDeployment:
+    arn: str
+    name: str
+    model_arn: str
+    token: str
+    created: datetime
+    fail_with: str | None
+    description: str | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+    status: str = "Creating"
+    polls: int = 0
+    updated: datetime | None = None
+    failure_message: str | None = None
+    deleted: bool = False
+
+
+class _FakeClient:
+    """What both fakes share: the real `meta`/`exceptions`, dispatch and paginators."""
+
+    service = ""
+
+    def __init__(self, fake: FakeBedrock) -> None:
+        real = real_client(self.service, fake.region)
+        self.meta = real.meta
+        self.exceptions: Any = real.exceptions  # typed Any: attributes are per service
+        self._fake = fake
+
+    def _call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        handler: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        return self._fake._dispatch(self, method, params, handler)
+
+    def can_paginate(self, operation_name: str) -> bool:
+        api = self.meta.method_to_api_mapping.get(operation_name, operation_name)
+        try:
+            _paginator_model(self.service).get_paginator(api)
+        except ValueError:
+            return False
+        return hasattr(type(self), operation_name)
+
+    def get_paginator(self, operation_name: str) -> Paginator[Any]:
+        """botocore's own Paginator driving this fake's list method."""
+        if not self.can_paginate(operation_name):
+            raise ValueError(f"FakeBedrock cannot paginate {operation_name}")
+        api = self.meta.method_to_api_mapping[operation_name]
+        config = _paginator_model(self.service).get_paginator(api)
+        model = self.meta.service_model.operation_model(api)
+        return Paginator(getattr(self, operation_name), config, model)
+
+    def __getattr__(self, name: str) -> Any:
+        meta = self.__dict__.get("meta")
+        if meta is not None and name in meta.method_to_api_mapping:
+            raise NotImplementedError(f"FakeBedrock does not implement {self.service}.{name}")
+        raise AttributeError(name)
+
+
+class FakeBedrockControl(_FakeClient):
+    """The `bedrock` client: customization jobs, custom models, deployments, catalog."""
+
+    service = "bedrock"
+
+    def create_model_customization_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("create_model_customization_job", params, self._fake._create_job)
+
+    def get_model_customization_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("get_model_customization_job", params, self._fake._get_job)
+
+    def list_model_customization_jobs(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_model_customization_jobs", params, self._fake._list_jobs)
+
+    def stop_model_customization_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("stop_model_customization_job", params, self._fake._stop_job)
+
+    def get_custom_model(self, **params: Any) -> dict[str, Any]:
+        return self._call("get_custom_model", params, self._fake._get_model)
+
+    def create_custom_model_deployment(self, **params: Any) -> dict[str, Any]:
+        return self._call("create_custom_model_deployment", params, self._fake._create_deployment)
+
+    def get_custom_model_deployment(self, **params: Any) -> dict[str, Any]:
+        return self._call("get_custom_model_deployment", params, self._fake._get_deployment)
+
+    def delete_custom_model_deployment(self, **params: Any) -> dict[str, Any]:
+        return self._call("delete_custom_model_deployment", params, self._fake._delete_deployment)
+
+    def list_custom_model_deployments(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_custom_model_deployments", params, self._fake._list_deployments)
+
+    def list_foundation_models(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_foundation_models", params, self._fake._list_foundation_models)
+
+
+class FakeBedrockRuntime(_FakeClient):
+    """The `bedrock-runtime` client: Converse only."""
+
+    service = "bedrock-runtime"
+
+    def converse(self, **params: Any) -> dict[str, Any]:
+        return self._call("converse", params, self._fake._converse)
+
+
+class FakeBedrock:
+    """State shared by `.control` (bedrock) and `.runtime` (bedrock-runtime).
+
+    Knobs: `job_polls_to_finish` get calls until a job is Completed (or Failed when
+    `fail_job_with` is set at creation), `model_polls_to_active` get_custom_model calls
+    until the model is Active, `deployment_polls_to_active` get calls until a deployment
+    is Active (or Failed with `fail_deployment_with`). 0 means done at once.
+    Inspect `calls`, `jobs`, `models`, `deployments` (live) and `deleted_deployments`.
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        job_polls_to_finish: int = 3,
+        deployment_polls_to_active: int = 2,
+        model_polls_to_active: int = 1,
+        fail_job_with: str | None = None,
+        fail_deployment_with: str | None = None,
+        latency_ms: int = 300,
+        region: str = REGION,
+        account_id: str = ACCOUNT_ID,
+    ) -> None:
+        self.responder: Responder = responder or default_responder
+        self.job_polls_to_finish = job_polls_to_finish
+        self.deployment_polls_to_active = deployment_polls_to_active
+        self.model_polls_to_active = model_polls_to_active
+        self.fail_job_with = fail_job_with
+        self.fail_deployment_with = fail_deployment_with
+        self.latency_ms = latency_ms
+        self.region = region
+        self.account_id = account_id
+        self.foundation_models: dict[str, FoundationModel] = {m.model_id: m for m in NOVA_MODELS}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.jobs: dict[str, FakeJob] = {}
+        self.models: dict[str, FakeCustomModel] = {}
+        self.deployments: dict[str, FakeDeployment] = {}
+        self.deleted_deployments: dict[str, FakeDeployment] = {}
+        self._job_tokens: dict[str, str] = {}
+        self._deployment_tokens: dict[str, str] = {}
+        self._injected: dict[str, list[tuple[str, str]]] = {}
+        self._now = START
+        self.control = FakeBedrockControl(self)
+        self.runtime = FakeBedrockRuntime(self)
+
+    # -- helpers for tests -------------------------------------------------------------
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> _FakeClient:
+        """Drop-in for `boto3.client` / `session.client` (other arguments ignored)."""
+        if service_name == "bedrock":
+            return self.control
+        if service_name == "bedrock-runtime":
+            return self.runtime
+        raise ValueError(f"FakeBedrock has no {service_name} client")
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        """The parameters of every call to one boto3 method, in order."""
+        return [params for name, params in self.calls if name == method]
+
+    def throttle(self, operation: str, times: int = 1) -> None:
+        """The next `times` calls of `operation` (a boto3 method name) raise Throttling."""
+        self.inject_error(operation, "ThrottlingException", times, "Rate exceeded")
+
+    def inject_error(
+        self, operation: str, code: str, times: int = 1, message: str | None = None
+    ) -> None:
+        """The next `times` calls of `operation` raise `code` (after request validation)."""
+        known = {*self.control.meta.method_to_api_mapping, *self.runtime.meta.method_to_api_mapping}
+        if operation not in known:
+            raise ValueError(f"{operation!r} is not a bedrock or bedrock-runtime method")
+        queue = self._injected.setdefault(operation, [])
+        queue.extend([(code, message or f"injected {code}")] * times)
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    def _dispatch(
+        self,
+        client: _FakeClient,
+        method: str,
+        params: dict[str, Any],
+        handler: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        self.calls.append((method, copy.deepcopy(params)))
+        self._now += timedelta(minutes=1)
+        service_model = client.meta.service_model
+        operation = client.meta.method_to_api_mapping[method]
+        violations = request_violations(service_model, operation, params)
+        if violations:
+            raise ParamValidationError(report="\n".join(violations))
+        request = copy.deepcopy(params)
+        operation_model = service_model.operation_model(operation)
+        for member in operation_model.idempotent_members:  # botocore fills these with uuid4
+            request.setdefault(member, self._auto_token())
+        try:
+            queue = self._injected.get(method)
+            if queue:
+                code, message = queue.pop(0)
+                raise FakeBedrockError(code, message)
+            response = copy.deepcopy(handler(request))  # callers cannot mutate fake state
+        except FakeBedrockError as error:
+            raise self._client_error(client, operation, error.code, error.message) from None
+        problems = response_violations(service_model, operation, response)
+        if problems:
+            raise AssertionError(f"FakeBedrock built an invalid {operation} response: {problems}")
+        response["ResponseMetadata"] = self._metadata(200)
+        return response
+
+    def _client_error(
+        self, client: _FakeClient, operation: str, code: str, message: str
+    ) -> Exception:
+        modelled = {
+            shape.name: shape.metadata["error"]["httpStatusCode"]
+            for shape in client.meta.service_model.operation_model(operation).error_shapes
+        }
+        status = modelled.get(code, DEFAULT_HTTP_STATUS.get(code, 400))
+        error_class: type[Exception] = client.exceptions.from_code(code)
+        response = {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": self._metadata(status, code),
+            "message": message,
+        }
+        error: Exception = error_class(response, operation)
+        return error
+
+    def _auto_token(self) -> str:
+        digest = hashlib.sha256(f"auto-token-{len(self.calls)}".encode()).hexdigest()
+        return str(uuid.UUID(digest[:32]))
+
+    def _metadata(self, status: int, error_code: str | None = None) -> dict[str, Any]:
+        digest = hashlib.sha256(f"request-{len(self.calls)}".encode()).hexdigest()
+        request_id = str(uuid.UUID(digest[:32]))
+        headers = {"x-amzn-requestid": request_id, "content-type": "application/json"}
+        if error_code:
+            headers["x-amzn-errortype"] = error_code
+        return {
+            "RequestId": request_id,
+            "HTTPStatusCode": status,
+            "HTTPHeaders": headers,
+            "RetryAttempts": 0,
+        }
+
+    # -- ARNs and lookups --------------------------------------------------------------
+
+    def _arn(self, resource: str) -> str:
+        return f"arn:aws:bedrock:{self.region}:{self.account_id}:{resource}"
+
+    def _foundation_arn(self, model_id: str) -> str:
+        return f"arn:aws:bedrock:{self.region}::foundation-model/{model_id}"
+
+    @staticmethod
+    def _strip_foundation_arn(identifier: str) -> str:
+        marker = ":foundation-model/"
+        return identifier.split(marker, 1)[1] if marker in identifier else identifier
+
+    def _find_job(self, identifier: str) -> FakeJob:
+        job = self.jobs.get(identifier) or next(
+            (job for job in self.jobs.values() if job.name == identifier), None
+        )
+        if job is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find model customization job {identifier}"
+            )
+        return job
+
+    def _find_model(self, identifier: str) -> FakeCustomModel:
+        model = self.models.get(identifier) or next(
+            (model for model in self.models.values() if model.name == identifier), None
+        )
+        if model is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find custom model {identifier}"
+            )
+        return model
+
+    def _find_deployment(self, identifier: str) -> FakeDeployment:
+        deployment = self.deployments.get(identifier) or next(
+            (d for d in self.deployments.values() if d.name == identifier), None
+        )
+        if deployment is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException",
+                f"Could not find custom model deployment {identifier}",
+            )
+        return deployment
+
+    # -- customization jobs ------------------------------------------------------------
+
+    def _create_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        token = request["clientRequestToken"]
+        if token in self._job_tokens:  # "Bedrock ignores the request, but does not return an error"
+            return {"jobArn": self._job_tokens[token]}
+        name = request["jobName"]
+        if any(job.name == name for job in self.jobs.values()):
+            raise FakeBedrockError("ValidationException", f"Job name {name} already exists.")
+        customization = request.get("customizationType", "FINE_TUNING")
+        base_id = self._strip_foundation_arn(request["baseModelIdentifier"])
+        base = self.foundation_models.get(base_id)
+        if base is None:
+            raise FakeBedrockError(
+                "ValidationException", f"The base model {base_id} is not a valid base model."
+            )
+        if customization not in base.customizations:
+            raise FakeBedrockError(
+                "ValidationException",
+                f"The base model {base_id} does not support {customization} customization.",
+            )
+        if customization == "DISTILLATION":
+            self._check_teacher(request)
+        training = request["trainingDataConfig"]
+        if "s3Uri" not in training and "invocationLogsConfig" not in training:
+            raise FakeBedrockError(
+                "ValidationException", "trainingDataConfig needs an s3Uri or invocationLogsConfig."
+            )
+        arn = self._arn(f"model-customization-job/{base_id}/{suffix_for(token)}")
+        job = FakeJob(
+            arn=arn,
+            name=name,
+            token=token,
+            request=request,
+            base_model_id=base_id,
+            created=self._now,
+            modified=self._now,
+            fail_with=self.fail_job_with,
+        )
+        self.jobs[arn] = job
+        self._job_tokens[token] = arn
+        if self.job_polls_to_finish <= 0:
+            self._finish_job(job)
+        return {"jobArn": arn}
+
+    def _check_teacher(self, request: dict[str, Any]) -> None:
+        config = request.get("customizationConfig", {}).get("distillationConfig")
+        if config is None:
+            raise FakeBedrockError(
+                "ValidationException",
+                "A DISTILLATION job needs customizationConfig.distillationConfig.",
+            )
+        teacher = config["teacherModelConfig"]["teacherModelIdentifier"]
+        teacher_id = self._strip_foundation_arn(teacher).rsplit("inference-profile/", 1)[-1]
+        for prefix in PROFILE_PREFIXES:
+            if teacher_id.startswith(prefix):
+                teacher_id = teacher_id[len(prefix) :]
+                break
+        if teacher_id not in TEACHER_MODEL_IDS:
+            raise FakeBedrockError(
+                "ValidationException", f"The teacher model {teacher} is not supported."
+            )
+
+    def _advance_job(self, job: FakeJob) -> None:
+        if job.status == "Stopping":
+            job.status = "Stopped"
+            job.stages = {
+                stage: "Stopped" if status in ("InProgress", "Stopping") else status
+                for stage, status in job.stages.items()
+            }
+            job.modified = job.end_time = self._now
+            return
+        if job.status != "InProgress":
+            return
+        job.polls += 1
+        job.modified = self._now
+        if job.polls >= self.job_polls_to_finish:
+            self._finish_job(job)
+            return
+        current = min(len(JOB_STAGES) - 1, job.polls * len(JOB_STAGES) // self.job_polls_to_finish)
+        for index, stage in enumerate(JOB_STAGES):
+            if index < current:
+                job.stages[stage] = "Completed"
+            elif index == current:
+                job.stages[stage] = "InProgress"
+            else:
+                job.stages[stage] = "NotStarted"
+
+    def _finish_job(self, job: FakeJob) -> None:
+        job.modified = job.end_time = self._now
+        if job.fail_with is not None:
+            job.status = "Failed"
+            job.failure_message = job.fail_with
+            job.stages = {
+                "validationDetails": "Failed",
+                "dataProcessingDetails": "NotStarted",
+                "trainingDetails": "NotStarted",
+            }
+            return
+        job.status = "Completed"
+        job.stages = dict.fromkeys(JOB_STAGES, "Completed")
+        model_arn = self._arn(f"custom-model/{job.base_model_id}/{suffix_for(job.token, 'model:')}")
+        job.output_model_arn = model_arn
+        model = FakeCustomModel(
+            arn=model_arn, name=job.request["customModelName"], job=job, created=self._now
+        )
+        if self.model_polls_to_active <= 0:
+            model.status = "Active"
+        self.models[model_arn] = model
+
+    def _status_details(self, job: FakeJob) -> dict[str, Any]:
+        modified = job.modified or job.created
+        return {
+            stage: {"status": status, "creationTime": job.created, "lastModifiedTime": modified}
+            for stage, status in job.stages.items()
+        }
+
+    def _get_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._find_job(request["jobIdentifier"])
+        self._advance_job(job)
+        asked = job.request
+        out: dict[str, Any] = {
+            "jobArn": job.arn,
+            "jobName": job.name,
+            "outputModelName": asked["customModelName"],
+            "clientRequestToken": job.token,
+            "roleArn": asked["roleArn"],
+            "status": job.status,
+            "statusDetails": self._status_details(job),
+            "creationTime": job.created,
+            "lastModifiedTime": job.modified or job.created,
+            "baseModelArn": self._foundation_arn(job.base_model_id),
+            "trainingDataConfig": asked["trainingDataConfig"],
+            "validationDataConfig": asked.get("validationDataConfig", {"validators": []}),
+            "outputDataConfig": asked["outputDataConfig"],
+            "customizationType": asked.get("customizationType", "FINE_TUNING"),
+        }
+        for key in ("hyperParameters", "vpcConfig", "customizationConfig"):
+            if key in asked:
+                out[key] = asked[key]
+        if job.end_time is not None:
+            out["endTime"] = job.end_time
+        if job.failure_message is not None:
+            out["failureMessage"] = job.failure_message
+        if job.output_model_arn is not None:
+            out["outputModelArn"] = job.output_model_arn
+            out["trainingMetrics"] = {"trainingLoss": 0.125}
+        return out
+
+    def _list_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = [
+            job
+            for job in self.jobs.values()
+            if request.get("nameContains", "") in job.name
+            and request.get("statusEquals", job.status) == job.status
+            and _created_between(job.created, request, "creationTimeAfter", "creationTimeBefore")
+        ]
+        jobs.sort(key=lambda job: job.created, reverse=request.get("sortOrder") != "Ascending")
+        page, next_token = _page(jobs, request)
+        summaries = []
+        for job in page:
+            summary: dict[str, Any] = {
+                "jobArn": job.arn,
+                "baseModelArn": self._foundation_arn(job.base_model_id),
+                "jobName": job.name,
+                "status": job.status,
+                "statusDetails": self._status_details(job),
+                "lastModifiedTime": job.modified or job.created,
+                "creationTime": job.created,
+                "customModelName": job.request["customModelName"],
+                "customizationType": job.request.get("customizationType", "FINE_TUNING"),
+            }
+            if job.end_time is not None:
+                summary["endTime"] = job.end_time
+            if job.output_model_arn is not None:
+                summary["customModelArn"] = job.output_model_arn
+            summaries.append(summary)
+        out: dict[str, Any] = {"modelCustomizationJobSummaries": summaries}
+        if next_token:
+            out["nextToken"] = next_token
+        return out
+
+    def _stop_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._find_job(request["jobIdentifier"])
+        if job.status != "InProgress":
+            raise FakeBedrockError(
+                "ConflictException", f"Job {job.name} is {job.status} and cannot be stopped."
+            )
+        job.status = "Stopping"
+        job.stages = {
+            stage: "Stopping" if status == "InProgress" else status
+            for stage, status in job.stages.items()
+        }
+        job.modified = self._now
+        return {}
+
+    # -- custom models -----------------------------------------------------------------
+
+    def _get_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        model = self._find_model(request["modelIdentifier"])
+        if model.status == "Creating":
+            model.polls += 1
+            if model.polls >= self.model_polls_to_active:
+                model.status = "Active"
+        asked = model.job.request
+        out: dict[str, Any] = {
+            "modelArn": model.arn,
+            "modelName": model.name,
+            "jobName": model.job.name,
+            "jobArn": model.job.arn,
+            "baseModelArn": self._foundation_arn(model.job.base_model_id),
+            "customizationType": asked.get("customizationType", "FINE_TUNING"),
+            "trainingDataConfig": asked["trainingDataConfig"],
+            "outputDataConfig": asked["outputDataConfig"],
+            "trainingMetrics": {"trainingLoss": 0.125},
+            "creationTime": model.created,
+            "modelStatus": model.status,
+        }
+        for key in ("hyperParameters", "validationDataConfig", "customizationConfig"):
+            if key in asked:
+                out[key] = asked[key]
+        return out
+
+    # -- deployments -------------------------------------------------------------------
+
+    def _create_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        token = request["clientRequestToken"]
+        if token in self._deployment_tokens:
+            return {"customModelDeploymentArn": self._deployment_tokens[token]}
+        model_arn = request["modelArn"]
+        model = self.models.get(model_arn)
+        if model is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find custom model {model_arn}"
+            )
+        if model.status != "Active":
+            raise FakeBedrockError(
+                "ValidationException",
+                f"The custom model {model_arn} is {model.status}; it must be Active to deploy.",
+            )
+        name = request["modelDeploymentName"]
+        if any(d.name == name for d in self.deployments.values()):
+            raise FakeBedrockError(
+                "ValidationException", f"A deployment named {name} already exists."
+            )
+        arn = self._arn(f"custom-model-deployment/{suffix_for(token)}")
+        deployment = FakeDeployment(
+            arn=arn,
+            name=name,
+            model_arn=model_arn,
+            token=token,
+            created=self._now,
+            updated=self._now,
+            fail_with=self.fail_deployment_with,
+            description=request.get("description"),
+            tags=request.get("tags", []),
+        )
+        self.deployments[arn] = deployment
+        self._deployment_tokens[token] = arn
+        if self.deployment_polls_to_active <= 0:
+            self._finish_deployment(deployment)
+        return {"customModelDeploymentArn": arn}
+
+    def _finish_deployment(self, deployment: FakeDeployment) -> None:
+        deployment.updated = self._now
+        if deployment.fail_with is not None:
+            deployment.status = "Failed"
+            deployment.failure_message = deployment.fail_with
+        else:
+            deployment.status = "Active"
+
+    def _get_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        deployment = self._find_deployment(request["customModelDeploymentIdentifier"])
+        if deployment.status == "Creating":
+            deployment.polls += 1
+            deployment.updated = self._now
+            if deployment.polls >= self.deployment_polls_to_active:
+                self._finish_deployment(deployment)
+        out: dict[str, Any] = {
+            "customModelDeploymentArn": deployment.arn,
+            "modelDeploymentName": deployment.name,
+            "modelArn": deployment.model_arn,
+            "createdAt": deployment.created,
+            "status": deployment.status,
+            "lastUpdatedAt": deployment.updated or deployment.created,
+        }
+        if deployment.description is not None:
+            out["description"] = deployment.description
+        if deployment.failure_message is not None:
+            out["failureMessage"] = deployment.failure_message
+        return out
+
+    def _delete_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        deployment = self._find_deployment(request["customModelDeploymentIdentifier"])
+        deployment.deleted = True
+        del self.deployments[deployment.arn]
+        self.deleted_deployments[deployment.arn] = deployment
+        return {}
+
+    def _list_deployments(self, request: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            d
+            for d in self.deployments.values()
+            if request.get("nameContains", "") in d.name
+            and request.get("statusEquals", d.status) == d.status
+            and request.get("modelArnEquals", d.model_arn) == d.model_arn
+            and _created_between(d.created, request, "createdAfter", "createdBefore")
+        ]
+        found.sort(key=lambda d: d.created, reverse=request.get("sortOrder") != "Ascending")
+        page, next_token = _page(found, request)
+        summaries = []
+        for d in page:
+            summary: dict[str, Any] = {
+                "customModelDeploymentArn": d.arn,
+                "customModelDeploymentName": d.name,
+                "modelArn": d.model_arn,
+                "createdAt": d.created,
+                "status": d.status,
+                "lastUpdatedAt": d.updated or d.created,
+            }
+            if d.failure_message is not None:
+                summary["failureMessage"] = d.failure_message
+            summaries.append(summary)
+        out: dict[str, Any] = {"modelDeploymentSummaries": summaries}
+        if next_token:
+            out["nextToken"] = next_token
+        return out
+
+    # -- catalog -----------------------------------------------------------------------
+
+    def _list_foundation_models(self, request: dict[str, Any]) -> dict[str, Any]:
+        provider = request.get("byProvider")
+        customization = request.get("byCustomizationType")
+        modality = request.get("byOutputModality")
+        inference = request.get("byInferenceType")
+        summaries = [
+            {
+                "modelArn": self._foundation_arn(model.model_id),
+                "modelId": model.model_id,
+                "modelName": model.name,
+                "providerName": "Amazon",
+                "inputModalities": list(model.input_modalities),
+                "outputModalities": ["TEXT"],
+                "responseStreamingSupported": True,
+                "customizationsSupported": list(model.customizations),
+                "inferenceTypesSupported": list(model.inference_types),
+                "modelLifecycle": {"status": "ACTIVE"},
+            }
+            for model in self.foundation_models.values()
+            if (provider is None or provider.lower() == "amazon")
+            and (customization is None or customization in model.customizations)
+            and (modality is None or modality == "TEXT")
+            and (inference is None or inference in model.inference_types)
+        ]
+        return {"modelSummaries": summaries}
+
+    # -- runtime -----------------------------------------------------------------------
+
+    def _converse(self, request: dict[str, Any]) -> dict[str, Any]:
+        model_id = request["modelId"]
+        messages = request.get("messages", [])
+        if not messages or messages[0]["role"] != "user":
+            raise FakeBedrockError(
+                "ValidationException", "A conversation must start with a user message."
+            )
+        for previous, message in itertools.pairwise(messages):
+            if message["role"] == previous["role"] or message["role"] == "system":
+                raise FakeBedrockError(
+                    "ValidationException",
+                    "A conversation must alternate between user and assistant roles.",
+                )
+        self._check_invocable(model_id)
+        system_text = "\n".join(
+            block["text"] for block in request.get("system", []) if "text" in block
+        )
+        user_turns = [m for m in messages if m["role"] == "user"]
+        user_text = _text_of(user_turns[-1])
+        prompt_text = system_text + "".join(_text_of(m) for m in messages)
+        answer = self.responder(model_id, system_text, user_text)
+        stop_reason = "end_turn"
+        config = request.get("inferenceConfig", {})
+        cuts = [answer.find(s) for s in config.get("stopSequences", []) if s and s in answer]
+        if cuts:
+            answer, stop_reason = answer[: min(cuts)], "stop_sequence"
+        max_tokens = config.get("maxTokens")
+        if max_tokens is not None and token_count(answer) > max_tokens:
+            answer, stop_reason = answer[: max_tokens * 4], "max_tokens"
+        input_tokens, output_tokens = token_count(prompt_text), token_count(answer)
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": answer}]}},
+            "stopReason": stop_reason,
+            "usage": {
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "totalTokens": input_tokens + output_tokens,
+            },
+            "metrics": {"latencyMs": self.latency_ms},
+        }
+
+    def _check_invocable(self, model_id: str) -> None:
+        via_profile = False
+        base_id = model_id
+        if model_id.startswith("arn:"):
+            resource = model_id.split(":", 5)[-1]
+            kind, _, rest = resource.partition("/")
+            if kind == "custom-model-deployment":
+                deployment = self.deployments.get(model_id)
+                if deployment is None:
+                    raise FakeBedrockError("ValidationException", INVALID_MODEL_ID)
+                if deployment.status != "Active":
+                    raise FakeBedrockError(
+                        "ValidationException",
+                        f"The custom model deployment {model_id} is {deployment.status}, "
+                        "not Active.",
+                    )
+                return
+            if kind in ("inference-profile", "application-inference-profile"):
+                base_id, via_profile = rest, True
+            elif kind == "foundation-model":
+                base_id = rest
+            else:
+                raise FakeBedrockError(
+                    "ValidationException",
+                    f"{kind} ARNs cannot be invoked on demand; deploy the model and use the "
+                    "deployment ARN.",
+                )
+        for prefix in PROFILE_PREFIXES:
+            if base_id.startswith(prefix):
+                base_id, via_profile = base_id[len(prefix) :], True
+                break
+        model = self.foundation_models.get(base_id)
+        if model is None:
+            raise FakeBedrockError("ValidationException", INVALID_MODEL_ID)
+        on_demand = "ON_DEMAND" in model.inference_types
+        if via_profile and not (on_demand or model.profile_only):
+            raise FakeBedrockError("ValidationException", INVALID_MODEL_ID)
+        if not via_profile and not on_demand:
+            hint = (
+                " Retry your request with the ID or ARN of an inference profile that contains"
+                " this model."
+                if model.profile_only
+                else ""
+            )
+            raise FakeBedrockError(
+                "ValidationException",
+                f"Invocation of model ID {base_id} with on-demand throughput isn't supported."
+                + hint,
+            )
+
+
+def _text_of(message: Mapping[str, Any]) -> str:
+    return "\n".join(block["text"] for block in message.get("content", []) if "text" in block)
+
+
+def _created_between(
+    created: datetime, request: Mapping[str, Any], after: str, before: str
+) -> bool:
+    if after in request and created <= parse_to_aware_datetime(request[after]):
+        return False
+    return not (before in request and created >= parse_to_aware_datetime(request[before]))
+
+
+def _page(items: list[Any], request: Mapping[str, Any]) -> tuple[list[Any], str | None]:
+    start = 0
+    if "nextToken" in request:
+        token = request["nextToken"]
+        if not token.isdigit() or int(token) > len(items):
+            raise FakeBedrockError("ValidationException", f"Invalid nextToken {token}")
+        start = int(token)
+    size = request.get("maxResults", 100)
+    end = start + size
+    return items[start:end], str(end) if end < len(items) else None
