@@ -139,7 +139,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     if args.dry_run:
-        return _dry_run(args, params)
+        try:
+            return _dry_run(args, params)
+        except UserInputError as error:
+            _error(str(error))
+            return EXIT_USAGE
 
     from flows.distill import distill_router
     from intent_router.report import render_text
@@ -165,8 +169,10 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
     """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
     from intent_router.backends.bedrock import BedrockSettings
     from intent_router.backends.bedrock_plan import request_plan
+    from intent_router.dataset import check_record_count
     from intent_router.errors import UserInputError
     from intent_router.preflight import check_budget, estimate_cost, format_estimate
+    from intent_router.pricing import BEDROCK_NOVA_LIMITS
     from intent_router.report import format_table
     from intent_router.taxonomy import resolve_taxonomy
 
@@ -176,6 +182,7 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
     bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
     region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
     settings = BedrockSettings(role_arn=role, region_name=region)
+    check_record_count(params.train_count, BEDROCK_NOVA_LIMITS)
     plan = request_plan(params, taxonomy, settings, bucket)
     print(
         f"Dry run: Bedrock request plan for router '{params.router_name or taxonomy.name}' "
