@@ -11,6 +11,7 @@ from prefect_aws.client_parameters import AwsClientParameters
 from blocks.backends import LocalDistillationBackend
 from blocks.bedrock import CONVERSE_LIMIT, BedrockDistillationBackend
 from blocks.storage import storage_blocks
+from intent_router.backends.bedrock import BedrockSettings
 
 DEFAULT_NAME = "router-distill"
 AWS_BACKEND_REF = f"router-distill-bedrock-backend/{DEFAULT_NAME}"
@@ -62,10 +63,8 @@ def create_aws_blocks(
     backend = BedrockDistillationBackend(
         credentials=credentials,
         bucket=s3,
-        region_name=region,
-        role_arn=role_arn,
+        settings=BedrockSettings(region_name=region, role_arn=role_arn, **(extra or {})),
         converse_concurrency=converse_concurrency,
-        **(extra or {}),
     )
     backend.save(name, overwrite=True)
     from prefect.client.orchestration import get_client

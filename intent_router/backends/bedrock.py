@@ -60,7 +60,10 @@ class BedrockSettings(BaseModel):
         description="Bedrock Region (us-east-1 or "
         "us-west-2 for on-demand custom-model deployment).",
     )
-    role_arn: str = Field(description="Service role Bedrock assumes for the distillation job.")
+    role_arn: str = Field(
+        description="Service role Bedrock assumes for the distillation job.",
+        pattern=r"^arn:aws(-[a-z]+)?:iam::\d{12}:role/.+$",
+    )
     teacher_model_id: str = Field(
         default="us.amazon.nova-premier-v1:0",
         description="Teacher: labels queries and guides distillation.",

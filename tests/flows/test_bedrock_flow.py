@@ -20,6 +20,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 import intent_router.backends.bedrock as bedrock_module
 from blocks.bedrock import CONVERSE_LIMIT, BedrockDistillationBackend
 from flows.distill import distill_router
+from intent_router.backends.bedrock import BedrockSettings
 from intent_router.errors import DeploymentFailed, DistillationJobFailed, UserInputError
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
@@ -76,9 +77,9 @@ def aws(router_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedr
         credentials.save("test", overwrite=True)
         bucket = S3Bucket(bucket_name=BUCKET, credentials=credentials, bucket_folder="runs")
         bucket.save("test", overwrite=True)
-        BedrockDistillationBackend(credentials=credentials, bucket=bucket, role_arn=ROLE).save(
-            "test", overwrite=True
-        )
+        BedrockDistillationBackend(
+            credentials=credentials, bucket=bucket, settings=BedrockSettings(role_arn=ROLE)
+        ).save("test", overwrite=True)
         monkeypatch.setattr(
             BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
         )

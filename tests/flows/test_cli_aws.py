@@ -91,6 +91,7 @@ def test_blocks_create_aws_is_idempotent_and_keeps_secrets_out_of_output(
     assert "very-secret-value" not in out and "router-distill-bedrock-backend/" in out
     backend = BedrockDistillationBackend.load("router-distill")
     assert backend.bucket.bucket_name == "my-bucket"
+    assert backend.settings.role_arn == "arn:aws:iam::123456789012:role/router-distill-bedrock"
     assert backend.credentials.aws_secret_access_key is not None
     assert backend.credentials.aws_secret_access_key.get_secret_value() == "very-secret-value"
     assert AwsCredentials.load("router-distill").region_name == "us-east-1"

@@ -12,6 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
+from intent_router.backends.bedrock import BedrockSettings
 from intent_router.backends.bedrock_validation import request_violations
 
 
@@ -25,7 +26,7 @@ def client_with_config() -> Any:
 
     config = BedrockDistillationBackend.boto_config(
         BedrockDistillationBackend.model_construct(
-            region_name="us-east-1",
+            settings=BedrockSettings(role_arn="arn:aws:iam::123456789012:role/r"),
             botocore_max_attempts=3,
             read_timeout_seconds=30,
             converse_concurrency=4,
