@@ -14,6 +14,7 @@ from typing import Any, cast
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect_aws import S3Bucket
 
 from intent_router.settings import home
 from intent_router.storage import DirectoryStore, ObjectStore
@@ -52,7 +53,15 @@ class BlockStore:
         return self.uri(path)
 
     def delete(self, path: str) -> None:
-        _sync(self.block.write_path(path, b""))
+        """Delete an object. S3Bucket blocks only: the WritableFileSystem interface has no
+        delete, and writing an empty object instead would leave a corrupt record behind."""
+        if not isinstance(self.block, S3Bucket):
+            raise NotImplementedError(
+                f"deleting objects from a {type(self.block).__name__} block is not supported"
+            )
+        key = self.block._resolve_path(path)
+        client = self.block.credentials.get_s3_client()
+        client.delete_object(Bucket=self.block.bucket_name, Key=key)
 
     def uri(self, path: str) -> str:
         return f"{self.uri_prefix}/{path}"
