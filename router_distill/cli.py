@@ -62,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("queries", nargs="+", help="queries; '-' reads one query per line")
     route.add_argument("--router", default="default", help="router name (default: default)")
     route.add_argument("--json", action="store_true", help="one JSON object per query")
+    champion = sub.add_parser("champion", help="show the current champion and its metrics")
+    champion.add_argument("--router", default="default", help="router name (default: default)")
+    history = sub.add_parser("history", help="show the promotion ledger")
+    history.add_argument("--router", default="default", help="router name (default: default)")
+    rollback = sub.add_parser("rollback", help="re-point the champion to an earlier promotion")
+    rollback.add_argument("--router", default="default", help="router name (default: default)")
+    rollback.add_argument(
+        "--to",
+        type=int,
+        dest="to_entry",
+        help="ledger entry to return to (default: the promotion before)",
+    )
     blocks = sub.add_parser("blocks", help="create and save the Prefect blocks a backend needs")
     blocks_sub = blocks.add_subparsers(dest="blocks_command", required=True)
     create = blocks_sub.add_parser("create", help="create/update the blocks (idempotent)")
@@ -323,6 +335,63 @@ def _route(args: argparse.Namespace) -> int:
     return status
 
 
+def _registry(router: str) -> Any:
+    from intent_router.registry import ChampionRegistry
+    from intent_router.settings import home
+    from intent_router.storage import DirectoryStore
+
+    return ChampionRegistry(DirectoryStore(home() / "store"), router)
+
+
+def _champion(args: argparse.Namespace) -> int:
+    current = _registry(args.router).current()
+    if current is None:
+        _error(f"no router has been promoted yet for '{args.router}'")
+        return EXIT_FAILED
+    print(current.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    from intent_router.report import format_table
+
+    entries = _registry(args.router).ledger()
+    if not entries:
+        print(f"no promotions yet for '{args.router}'")
+        return EXIT_OK
+    rows = [
+        {
+            "entry": e.entry,
+            "action": e.action,
+            "at": e.at,
+            "model": e.champion.model_id,
+            "run": e.champion.run_id,
+            "by": e.champion.triggered_by,
+            "accuracy": round(float(e.champion.metrics.get("top_signal_accuracy", 0)), 4),
+            "rubric": round(float(e.champion.metrics.get("mean_rubric", 0)), 3),
+            "previous": e.previous_model_id or "-",
+        }
+        for e in entries
+    ]
+    print(format_table(rows))
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from intent_router.errors import UserInputError
+
+    try:
+        entry = _registry(args.router).rollback(args.to_entry)
+    except UserInputError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    print(
+        f"champion of '{args.router}' is now {entry.champion.model_id} "
+        f"(ledger entry {entry.entry}, was {entry.previous_model_id})"
+    )
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -331,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         return _route(args)
     if args.command == "blocks":
         return _blocks(args)
+    if args.command == "champion":
+        return _champion(args)
+    if args.command == "history":
+        return _history(args)
+    if args.command == "rollback":
+        return _rollback(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)
