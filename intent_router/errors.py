@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+TRANSIENT_AWS_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ModelNotReadyException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "TooManyRequestsException",
+        "RequestTimeout",
+    }
+)
+"""AWS error codes worth retrying (throttling, a model not ready, a 5xx, a timeout)."""
+
 
 class RouterDistillError(Exception):
     """Base class for errors this product raises on purpose."""

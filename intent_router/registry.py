@@ -6,7 +6,6 @@ object naming the live model and deployment; rollback re-points it to an earlier
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -120,7 +119,3 @@ class ChampionRegistry:
         self._append(entry)
         self.store.write(self._pointer, target.champion.model_dump_json(indent=2).encode())
         return entry
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()

@@ -19,10 +19,6 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def tokens(text: str) -> list[str]:
-    return [t.strip("'-") for t in normalise(text).split(" ") if t.strip("'-")]
-
-
 def quoted_spans(text: str) -> list[str]:
     """Text inside straight or curly quotes (at least three characters)."""
     return [a or b for a, b in _QUOTED.findall(text)]

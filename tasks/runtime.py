@@ -13,20 +13,9 @@ from pydantic import BaseModel, ConfigDict
 from blocks.backends import load_backend
 from blocks.storage import local_store, object_store
 from intent_router.backends.base import Backend
-from intent_router.errors import TransientBackendError
+from intent_router.errors import TRANSIENT_AWS_CODES, TransientBackendError
 from intent_router.settings import home
 from intent_router.storage import ObjectStore
-
-TRANSIENT_AWS_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ModelNotReadyException",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "TooManyRequestsException",
-        "RequestTimeout",
-    }
-)
 
 
 class Runtime(BaseModel):

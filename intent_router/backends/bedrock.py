@@ -28,7 +28,7 @@ from intent_router.backends.base import (
     ModelTarget,
 )
 from intent_router.backends.bedrock_validation import validate_request
-from intent_router.errors import RouterOutputError, TransientBackendError
+from intent_router.errors import TRANSIENT_AWS_CODES, RouterOutputError, TransientBackendError
 from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt
 from intent_router.schema import parse_routing_output
@@ -39,15 +39,6 @@ logger = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 5  # per call, on top of botocore's own (standard mode, 3 retries)
 THROTTLE_BASE_DELAY_S = 0.5  # backoff: 0.5, 1, 2, 4, 8 s
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ModelNotReadyException",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "TooManyRequestsException",
-    }
-)
 
 
 class BedrockSettings(BaseModel):
@@ -155,7 +146,7 @@ class BedrockBackend:
         try:
             return getattr(client, method)(**params)
         except ClientError as error:
-            if _code(error) in TRANSIENT_CODES:
+            if _code(error) in TRANSIENT_AWS_CODES:
                 raise _transient(error) from error
             raise
 

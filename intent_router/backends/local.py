@@ -120,7 +120,7 @@ class LocalBackend:
             records = parse_jsonl(data, request.training_uri)
             for index, record in enumerate(records):
                 check_record(record, index)
-            self.limits_check(len(records))
+            check_record_count(len(records), self.limits)
         except (DatasetRuleError, UserInputError) as error:
             return JobStatus(
                 job_id=job_id,
@@ -174,9 +174,6 @@ class LocalBackend:
                 "artifactBytes": float(len(artifact)),
             },
         )
-
-    def limits_check(self, count: int) -> None:
-        check_record_count(count, self.limits)
 
     def job_status(self, job_id: str) -> JobStatus:
         data = self.store.read(self._job_path(job_id))
