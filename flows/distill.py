@@ -11,9 +11,12 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 from prefect.utilities.annotations import quote
 
 from blocks.storage import storage_blocks
+from flows.approval import ApprovalDeclined, wait_for_approval
+from flows.fanout import fan_out
 from flows.progress import StepProgress
 from intent_router.backends.base import ModelTarget
 from intent_router.dataset import check_record_count
@@ -40,7 +43,7 @@ from tasks.distill import (
 from tasks.evaluate import PRIOR_PREFIX, EvaluationResult, evaluate_model
 from tasks.generate import BatchOutput, generate_batch
 from tasks.preflight import preflight
-from tasks.promote import promote_candidate
+from tasks.promote import announce, promote_candidate, publish_ledger
 from tasks.runtime import Runtime, code_version
 
 T = TypeVar("T")
@@ -86,12 +89,27 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     plan = plan_generation(params, taxonomy)
     generate = generate_batch.with_options(result_storage=results_block)
     version = code_version()
-    with StepProgress(
-        "generation-progress", "Generating and labelling batches", len(plan.all_batches)
-    ) as progress:
-        futures = generate.map(
-            list(plan.all_batches), unmapped(taxonomy), unmapped(version), unmapped(runtime)
-        )
+    with (
+        StepProgress(
+            "generation-progress", "Generating and labelling batches", len(plan.all_batches)
+        ) as progress,
+        fan_out(params.task_runner) as runner,
+    ):
+        batches = list(plan.all_batches)
+        if runner is None:
+            futures = generate.map(
+                batches, unmapped(taxonomy), unmapped(version), unmapped(runtime)
+            )
+        else:
+            futures = runner.map(
+                cast(Any, generate),
+                {
+                    "batch": batches,
+                    "taxonomy": unmapped(taxonomy),
+                    "code_version": unmapped(version),
+                    "runtime": unmapped(runtime),
+                },
+            )
         for _ in as_completed(futures):
             progress.advance()
         outputs: list[BatchOutput] = [f.result() for f in futures]
@@ -125,6 +143,15 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
         backend_name=backend.name,
         student_config={"backend": params.backend},
     )
+    if params.require_approval:
+        try:
+            wait_for_approval(
+                f"router {router}, {train_ref.records} training examples on {backend.name}",
+                params.approval_timeout_seconds,
+            )
+        except ApprovalDeclined as declined:
+            logger.warning("run cancelled before the distillation job: %s", declined)
+            return cast(RunSummary, Cancelled(message=f"not approved: {declined}"))
     job_id = submit_distillation(request, taxonomy, runtime)
     job = wait_for_job(
         job_id, runtime, params.poll_interval_seconds, params.job_timeout_minutes * 60
@@ -187,6 +214,17 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
         else:
             outcome = "rejected"
             logger.warning("candidate rejected: %s", decision.summary)
+        if outcome != "unchanged":
+            announce(
+                outcome,
+                router=router,
+                run_id=str(flow_run.get_id() or "local"),
+                model_id=job.model_id,
+                taxonomy=taxonomy.name,
+                metrics=_metrics(by_role["candidate"]),
+                previous_champion=champion.model_id if champion else None,
+                summary=decision.summary,
+            )
     finally:
         if deployment_id is not None and not keep_deployment:
             delete_deployment(deployment_id, runtime, "candidate not promoted")
@@ -213,6 +251,7 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
         seconds={k: round(v, 2) for k, v in clock.items()},
     )
     _publish_artifacts(summary, split.dedupe_report)
+    publish_ledger(runtime, router)
     return summary
 
 

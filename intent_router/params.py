@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from intent_router.gate import GateConfig
-from intent_router.taxonomy import Taxonomy
+from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
 
 
 class DistillParams(BaseModel):
@@ -15,7 +18,8 @@ class DistillParams(BaseModel):
 
     taxonomy: str = Field(
         default="default",
-        description="Built-in taxonomy name or a path to a YAML/JSON taxonomy file.",
+        description="Built-in taxonomy (default, news_archives, sports_broadcasting) or a path "
+        "to a YAML/JSON taxonomy file on the machine that runs the flow.",
         json_schema_extra={"position": 0},
     )
     taxonomy_definition: Taxonomy | None = Field(
@@ -94,10 +98,36 @@ class DistillParams(BaseModel):
     triggered_by: str = Field(
         default="manual", max_length=200, description="Who or what started the run (ledger)."
     )
+    require_approval: bool = Field(
+        default=False,
+        description="Pause before the distillation job is submitted (the first paid step) "
+        "until someone approves the run in the Prefect UI.",
+    )
+    approval_timeout_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Cancel the run if nobody approves it within this many seconds.",
+    )
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="Where the batch fan-out runs: Prefect's thread pool, or a Dask cluster "
+        "(needs the 'dask' extra; see ROUTER_DISTILL_DASK_ADDRESS).",
+    )
 
     @field_validator("taxonomy")
     @classmethod
     def _taxonomy_not_blank(cls, value: str) -> str:
-        if not value.strip():
+        value = value.strip()
+        if not value:
             raise ValueError("taxonomy must name a built-in taxonomy or a file")
-        return value.strip()
+        looks_like_path = value.endswith((".yaml", ".yml", ".json")) or "/" in value
+        if looks_like_path:
+            if not Path(value).is_file():
+                raise ValueError(f"taxonomy file {value!r} does not exist")
+        elif value not in builtin_taxonomy_names():
+            raise ValueError(
+                f"no built-in taxonomy named {value!r}; available: "
+                f"{', '.join(builtin_taxonomy_names())} (or give a .yaml/.json path)"
+            )
+        return value

@@ -46,6 +46,11 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print the request plan and cost estimate; call nothing",
     )
+    run.add_argument(
+        "--task-runner",
+        choices=["threads", "dask"],
+        help="run the batch fan-out on threads (default) or Dask (needs the 'dask' extra)",
+    )
     run.add_argument("--role-arn", help="dry run: service role ARN (default: placeholder)")
     run.add_argument("--bucket", help="dry run: S3 bucket (default: placeholder)")
     run.add_argument("--region", default=None, help="dry run: Bedrock Region")
@@ -89,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
         default=8,
         help="aws: concurrent Converse calls across runs (global limit)",
     )
+    serve = sub.add_parser(
+        "serve",
+        help="serve the deployments of prefect.yaml (schedules included) from this process",
+    )
+    serve.add_argument(
+        "--cron", help="replace the retraining schedule, e.g. '0 4 * * 0' (default: prefect.yaml)"
+    )
+    serve.add_argument("--only", action="append", help="serve only this deployment (repeatable)")
+    serve.add_argument(
+        "--limit", type=int, default=2, help="flow runs executing at once (default: 2)"
+    )
+    serve.add_argument("--file", type=Path, help="prefect.yaml to read (default: the project's)")
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -131,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         "backend",
         "storage_block",
         "triggered_by",
+        "task_runner",
     ):
         overrides[field] = (
             getattr(args, field) if getattr(args, field) is not None else (overrides.get(field))
@@ -392,6 +410,23 @@ def _rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from deployments.serve import serve_deployments
+    from deployments.specs import PREFECT_YAML
+    from intent_router.errors import UserInputError
+
+    try:
+        serve_deployments(
+            args.file or PREFECT_YAML, cron=args.cron, only=args.only, limit=args.limit
+        )
+    except (UserInputError, ValidationError, ValueError) as error:
+        _error(str(error))
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -406,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         return _history(args)
     if args.command == "rollback":
         return _rollback(args)
+    if args.command == "serve":
+        return _serve(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)

@@ -1,12 +1,19 @@
-"""Gate and promotion: write the champion pointer and the ledger entry."""
+"""Gate and promotion: write the champion pointer and the ledger, announce the outcome."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from intent_router.registry import ChampionRecord, ChampionRegistry, LedgerEntry
 from tasks.runtime import Runtime
+
+PROMOTED_EVENT = "router.promoted"
+REJECTED_EVENT = "router.rejected"
 
 
 @task(name="promote-candidate")
@@ -20,3 +27,77 @@ def promote_candidate(record: ChampionRecord, runtime: Runtime, note: str) -> Le
         entry.entry,
     )
     return entry
+
+
+def ledger_rows(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
+    """The ledger as table rows, newest first."""
+    rows = []
+    for e in reversed(entries):
+        metrics = e.champion.metrics
+        rows.append(
+            {
+                "entry": e.entry,
+                "action": e.action,
+                "at": e.at,
+                "model": e.champion.model_id,
+                "previous": e.previous_model_id or "",
+                "run": e.champion.run_id,
+                "triggered_by": e.champion.triggered_by,
+                "top_signal_accuracy": metrics.get("top_signal_accuracy"),
+                "mean_rubric": metrics.get("mean_rubric"),
+                "mean_mae": metrics.get("mean_mae"),
+                "note": e.note,
+            }
+        )
+    return rows
+
+
+def publish_ledger(runtime: Runtime, router: str) -> None:
+    """Show the router's promotion ledger as a table artifact (key ledger-<router>)."""
+    registry = ChampionRegistry(runtime.store(), router)
+    rows = ledger_rows(registry.ledger())
+    create_table_artifact(
+        key=f"ledger-{router}",
+        table=rows or [{"entry": None, "action": "no promotions yet"}],
+        description=f"Promotion ledger of router `{router}`, newest first",
+    )
+
+
+def announce(
+    outcome: str,
+    *,
+    router: str,
+    run_id: str,
+    model_id: str,
+    taxonomy: str,
+    metrics: dict[str, Any],
+    previous_champion: str | None,
+    summary: str,
+) -> None:
+    """Emit router.promoted or router.rejected so automations can react."""
+    event = PROMOTED_EVENT if outcome == "promoted" else REJECTED_EVENT
+    emit_event(
+        event=event,
+        resource={
+            "prefect.resource.id": f"router.{router}",
+            "prefect.resource.name": router,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ]
+        if run_id != "local"
+        else None,
+        payload={
+            "router": router,
+            "run_id": run_id,
+            "model_id": model_id,
+            "taxonomy": taxonomy,
+            "metrics": metrics,
+            "previous_champion": previous_champion,
+            "gate": summary,
+        },
+    )
+    get_run_logger().info("emitted %s for router %s", event, router)
