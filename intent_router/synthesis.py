@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -35,6 +36,7 @@ AWS_SAMPLE_MIX = {
 }
 DEFAULT_DIFFICULTY_MIX: dict[str, float] = {"easy": 0.5, "hard": 0.35, "edge": 0.15}
 HELDOUT_MODULUS = 5  # one vocabulary item in five is held out of training
+_SLOT = re.compile(r"\{([^{}]*)\}")
 
 
 class Cell(BaseModel):
@@ -307,6 +309,22 @@ class QueryWriter:
                     f"signal {signal.name!r} has no cues and no attribute informs it; "
                     "queries cannot be written for it"
                 )
+        # Phrasings may use the vocabulary slots or another attribute's name as a slot
+        # ("{value} against {team}" picks a value of the attribute 'team'); vocabulary slots
+        # win when an attribute has the same name. Anything else would be written out
+        # literally, so it is rejected here.
+        self._attribute_values = {a.name: a.values for a in taxonomy.attributes}
+        vocabulary_slots = sorted(self._slots(random.Random(0)))
+        known = {*vocabulary_slots, *self._attribute_values, "value"}
+        for attribute in taxonomy.attributes:
+            for phrasing in attribute.phrasings:
+                unknown = sorted(set(_SLOT.findall(phrasing)) - known)
+                if unknown:
+                    raise TaxonomyError(
+                        f"attribute {attribute.name!r}: phrasing {phrasing!r} uses unknown "
+                        f"slot(s) {', '.join(unknown)}; use {{value}}, another attribute's "
+                        f"name or one of {', '.join(vocabulary_slots)}"
+                    )
 
     def _pick(self, rng: random.Random, category: str) -> str:
         items = self.vocab.get(category) or ()
@@ -314,8 +332,8 @@ class QueryWriter:
             raise TaxonomyError(f"vocabulary category {category!r} is empty")
         return rng.choice(items)
 
-    def _fill(self, template: str, rng: random.Random) -> str:
-        slots: dict[str, Callable[[], str]] = {
+    def _slots(self, rng: random.Random) -> dict[str, Callable[[], str]]:
+        return {
             "object": lambda: self._pick(rng, "objects"),
             "scene": lambda: self._pick(rng, "scenes"),
             "action": lambda: self._pick(rng, "actions"),
@@ -340,12 +358,20 @@ class QueryWriter:
             "n": lambda: str(rng.randint(1, 9)),
             "m": lambda: str(rng.randint(1, 22)),
         }
+
+    def _fill(self, template: str, rng: random.Random) -> str:
+        slots = self._slots(rng)
         out = template
         while "{" in out:
             start = out.index("{")
             end = out.index("}", start)
             name = out[start + 1 : end]
-            value = slots[name]() if name in slots else name
+            if name in slots:
+                value = slots[name]()
+            elif name in self._attribute_values:
+                value = rng.choice(self._attribute_values[name])
+            else:
+                value = name
             out = out[:start] + value + out[end + 1 :]
         return out
 

@@ -360,6 +360,43 @@ def test_custom_signal_informed_by_an_attribute_is_accepted_without_cues() -> No
     QueryWriter(taxonomy_from_mapping(data), "train")  # does not raise
 
 
+def with_phrasings(*phrasings: str) -> Taxonomy:
+    data = copy.deepcopy(CUSTOM)
+    data["signals"][2]["cues"] = ["caption"]
+    data["attributes"][0]["phrasings"] = list(phrasings)
+    data["attributes"].append(
+        {"name": "venue", "values": ["the old pier", "the town hall"], "informs": {"visual": 1.0}}
+    )
+    return taxonomy_from_mapping(data)
+
+
+def test_phrasings_can_use_another_attribute_as_a_slot() -> None:
+    writer = QueryWriter(with_phrasings("a {value} mood at {venue}"), "train")
+
+    queries = writer.write_cell(quota("visual", "mood", "easy", 60, seed=3))
+
+    phrased = [q for q in queries if " mood at " in q]
+    assert phrased
+    assert all(" mood at the old pier" in q or " mood at the town hall" in q for q in phrased)
+    assert not any("venue" in q or "{" in q for q in queries)
+
+
+def test_vocabulary_slots_in_phrasings_still_work() -> None:
+    writer = QueryWriter(with_phrasings("a {value} mood in {scene}"), "train")
+    scenes = vocabulary_half("train")["scenes"]
+
+    queries = writer.write_cell(quota("visual", "mood", "easy", 60, seed=3))
+
+    phrased = [q for q in queries if " mood in " in q.lower()]
+    assert phrased
+    assert all(any(scene in q for scene in scenes) for q in phrased)
+
+
+def test_phrasing_with_an_unknown_slot_is_rejected() -> None:
+    with pytest.raises(TaxonomyError, match=r"attribute 'mood'.*unknown slot\(s\) place"):
+        QueryWriter(with_phrasings("a {value} mood at {place}"), "train")
+
+
 # -- dedupe ---------------------------------------------------------------------------------------
 # Pairs far above the 0.85 threshold (Jaccard 0.986 and 0.953): MinHash LSH finds them.
 NEAR_A = "a slow motion shot of a golden retriever catching a frisbee on a sunny beach"

@@ -1,0 +1,53 @@
+"""The whole flow on each domain taxonomy, small sizes: promoted, and kept under its own router."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.distill import distill_router
+from intent_router.params import DistillParams
+from intent_router.registry import ChampionRegistry
+from intent_router.storage import DirectoryStore
+from intent_router.taxonomy import builtin_taxonomy
+
+SMALL: dict[str, Any] = {
+    "train_count": 400,
+    "holdout_count": 120,
+    "novel_vocabulary_count": 40,
+    "batches": 4,
+    "poll_interval_seconds": 0,
+}
+LENIENT_GATE = {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5}
+
+
+@pytest.mark.parametrize("name", ["news_archives", "sports_broadcasting"])
+def test_domain_taxonomy_run_promotes_a_champion_under_its_own_router(
+    router_home: Path, name: str
+) -> None:
+    router = builtin_taxonomy(name).name
+    store = DirectoryStore(router_home / "store")
+    started = time.perf_counter()
+
+    summary = distill_router(
+        DistillParams.model_validate({"taxonomy": name, **SMALL, "gate": LENIENT_GATE})
+    )
+
+    elapsed = time.perf_counter() - started
+    candidate = next(r for r in summary.evaluations if r.overall.role == "candidate")
+    print(
+        f"{name}: {summary.outcome} in {elapsed:.1f} s, candidate top-signal agreement "
+        f"{candidate.overall.top_signal_accuracy:.3f} (n={candidate.overall.n})"
+    )
+    assert summary.outcome == "promoted"
+    assert summary.router == router
+    assert summary.dataset.train_records == SMALL["train_count"]
+    assert candidate.overall.top_signal_accuracy >= LENIENT_GATE["min_top_signal_accuracy"]
+    champion = ChampionRegistry(store, router).current()
+    assert champion is not None
+    assert champion.model_id == summary.model_id
+    assert len(ChampionRegistry(store, router).ledger()) == 1
+    assert ChampionRegistry(store, "default").current() is None

@@ -1,0 +1,159 @@
+"""A real `prefect server start` and `router-distill serve`, each in its own process group.
+
+Both get a private PREFECT_HOME and ROUTER_DISTILL_HOME under a temporary folder; every process
+started here is stopped (SIGTERM, then SIGKILL) when the context exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A running server (and optionally a serve process) and the environment to reach them."""
+
+    root: Path
+    url: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def home(self) -> Path:
+        return Path(self.env["ROUTER_DISTILL_HOME"])
+
+    def start(self, name: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            args,
+            env=self.env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> str:
+        done = subprocess.run(
+            args,
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_until(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"{process.args} exited with {process.returncode} while waiting for "
+                        f"{what}:\n{self.log('server')[-3000:]}\n{self.log('serve')[-3000:]}"
+                    )
+            if check():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _deployment_count(api_url: str) -> int:
+    try:
+        response = httpx.post(f"{api_url}/deployments/count", json={}, timeout=5)
+    except httpx.HTTPError:
+        return 0
+    return int(response.json()) if response.status_code == 200 else 0
+
+
+@contextmanager
+def prefect_server(root: Path) -> Iterator[Stack]:
+    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ROUTER_DISTILL_"))}
+    env.update(
+        PREFECT_HOME=str(root / "prefect-home"),
+        PREFECT_API_URL=f"{url}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+        ROUTER_DISTILL_HOME=str(root / "home"),
+    )
+    stack = Stack(root=root, url=url, env=env)
+    try:
+        stack.start(
+            "server",
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        )
+        stack.wait_until("the Prefect server", lambda: _healthy(url), STARTUP_TIMEOUT_S)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def serve_deployments(stack: Stack, expected: int = 3) -> subprocess.Popen[bytes]:
+    """`router-distill serve` against the stack's server; returns once it has registered."""
+    process = stack.start("serve", str(BIN / "router-distill"), "serve", "--limit", "1")
+    stack.wait_until(
+        "the served deployments",
+        lambda: _deployment_count(stack.api_url) >= expected and "polling" in stack.log("serve"),
+        STARTUP_TIMEOUT_S,
+    )
+    return process

@@ -1,0 +1,180 @@
+"""The deployments on a real `prefect server start`: deploy, serve, run through the API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from prefect.blocks.webhook import Webhook
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.automations import router_webhook
+from deployments.specs import PROJECT_DIR
+from tests.system.processes import BIN, Stack, prefect_server, serve_deployments
+
+pytestmark = pytest.mark.server
+
+SMALL_NEWS_RUN: dict[str, Any] = {
+    "params": {
+        "taxonomy": "news_archives",
+        "router_name": "news-test",
+        "train_count": 300,
+        "holdout_count": 80,
+        "novel_vocabulary_count": 20,
+        "batches": 2,
+        "poll_interval_seconds": 0,
+        "gate": {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5},
+        "triggered_by": "server integration test",
+    }
+}
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with prefect_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+    alive = [p.args for p in running.processes if p.poll() is None]
+    assert alive == [], f"processes left running: {alive}"
+
+
+class Receiver:
+    """A local HTTP endpoint standing in for a chat or on-call webhook."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
+
+
+def _api(stack: Stack) -> httpx.Client:
+    return httpx.Client(base_url=stack.api_url, timeout=30)
+
+
+def _deployment(client: httpx.Client, name: str) -> dict[str, Any]:
+    response = client.get(f"/deployments/name/distill-router/{name}")
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def _wait_for_run(client: httpx.Client, run_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = dict(client.get(f"/flow_runs/{run_id}").json())
+        if run["state_type"] in TERMINAL:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} did not finish within {timeout} s")
+
+
+def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack: Stack) -> None:
+    stack.run(str(BIN / "prefect"), "work-pool", "create", "router-distill", "--type", "process")
+    stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", cwd=PROJECT_DIR)
+
+    with _api(stack) as client:
+        for name in ("scheduled-retraining", "manual", "taxonomy-experiment"):
+            deployment = _deployment(client, name)
+            assert deployment["work_pool_name"] == "router-distill"
+            assert deployment["enforce_parameter_schema"] is True
+        [schedule] = _deployment(client, "scheduled-retraining")["schedules"]
+        assert schedule["schedule"]["cron"] == "0 3 * * 1"
+
+
+def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
+    stack: Stack, receiver: Receiver
+) -> None:
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        webhook_id = Webhook(method="POST", url=receiver.url, allow_private_urls=True).save(
+            "router-outcomes", overwrite=True
+        )
+        router_webhook(webhook_id, router="news-test").create()
+    serve_deployments(stack)
+    with _api(stack) as client:
+        deployment = _deployment(client, "taxonomy-experiment")
+        created = client.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": SMALL_NEWS_RUN},
+        )
+        assert created.status_code == 201, created.text
+        run = _wait_for_run(client, created.json()["id"])
+        assert run["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
+        assert run["name"] in stack.log("serve")  # executed by the serve process, no worker
+
+        artifacts = client.post(
+            "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+        ).json()
+        keys = {a["key"] for a in artifacts}
+        assert {"evaluation", "promotion-report", "dataset-summary", "ledger-news-test"} <= keys
+        evaluation = next(a for a in artifacts if a["key"] == "evaluation")
+        roles = {row["role"] for row in json.loads(evaluation["data"])}
+        assert {"candidate", "teacher"} <= roles
+
+        events = client.post(
+            "/events/filter", json={"filter": {"event": {"name": ["router.promoted"]}}}
+        ).json()["events"]
+        [promoted] = [e for e in events if e["payload"]["router"] == "news-test"]
+        assert promoted["payload"]["run_id"] == run["id"]
+        assert promoted["payload"]["taxonomy"] == "news-archives"
+
+    stack.wait_until("the automation's webhook call", lambda: bool(receiver.bodies), 60)
+    [alert] = receiver.bodies
+    assert alert["event"] == "router.promoted" and alert["router"] == "news-test"
+    assert alert["run_id"] == run["id"] and float(alert["top_signal_accuracy"]) > 0.3
+
+    ledger = stack.home / "store" / "routers" / "news-test" / "ledger.jsonl"
+    [entry] = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert entry["champion"]["run_id"] == run["id"]
+    assert entry["champion"]["triggered_by"] == "server integration test"
+    assert not (stack.home / "store" / "routers" / "default").exists()
+    history = stack.run(str(BIN / "router-distill"), "history", "--router", "news-test")
+    assert entry["champion"]["model_id"] in history
+
+
+def test_server_rejects_a_bad_inline_taxonomy_when_the_run_is_created(stack: Stack) -> None:
+    bad = {
+        "params": {
+            "taxonomy_definition": {
+                "name": "shop",
+                "signals": [{"name": "Visual Signal", "description": "how it looks"}],
+                "attributes": [],
+            }
+        }
+    }
+    with _api(stack) as client:
+        deployment = _deployment(client, "manual")
+        response = client.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": bad}
+        )
+    assert response.status_code in (409, 422), response.text
+    assert "Validation failed" in response.text
