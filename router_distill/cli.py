@@ -68,11 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--router", default="default", help="router name (default: default)")
     route.add_argument("--json", action="store_true", help="one JSON object per query")
     champion = sub.add_parser("champion", help="show the current champion and its metrics")
-    champion.add_argument("--router", default="default", help="router name (default: default)")
     history = sub.add_parser("history", help="show the promotion ledger")
-    history.add_argument("--router", default="default", help="router name (default: default)")
     rollback = sub.add_parser("rollback", help="re-point the champion to an earlier promotion")
-    rollback.add_argument("--router", default="default", help="router name (default: default)")
+    for registry_command in (champion, history, rollback):
+        registry_command.add_argument(
+            "--router", default="default", help="router name (default: default)"
+        )
+        registry_command.add_argument(
+            "--storage-block",
+            help="saved file-system block 'slug/name' the runs store to (default: "
+            "ROUTER_DISTILL_HOME); e.g. the S3 bucket of `blocks create --backend aws`",
+        )
     rollback.add_argument(
         "--to",
         type=int,
@@ -353,16 +359,20 @@ def _route(args: argparse.Namespace) -> int:
     return status
 
 
-def _registry(router: str) -> Any:
+def _registry(args: argparse.Namespace) -> Any:
     from intent_router.registry import ChampionRegistry
-    from intent_router.settings import home
-    from intent_router.storage import DirectoryStore
 
-    return ChampionRegistry(DirectoryStore(home() / "store"), router)
+    if args.storage_block:  # loading a block needs the Prefect API
+        from tasks.runtime import Runtime
+
+        return ChampionRegistry(Runtime(storage_block=args.storage_block).store(), args.router)
+    from blocks.storage import local_store
+
+    return ChampionRegistry(local_store(), args.router)
 
 
 def _champion(args: argparse.Namespace) -> int:
-    current = _registry(args.router).current()
+    current = _registry(args).current()
     if current is None:
         _error(f"no router has been promoted yet for '{args.router}'")
         return EXIT_FAILED
@@ -373,7 +383,7 @@ def _champion(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from intent_router.report import format_table
 
-    entries = _registry(args.router).ledger()
+    entries = _registry(args).ledger()
     if not entries:
         print(f"no promotions yet for '{args.router}'")
         return EXIT_OK
@@ -399,7 +409,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from intent_router.errors import UserInputError
 
     try:
-        entry = _registry(args.router).rollback(args.to_entry)
+        entry = _registry(args).rollback(args.to_entry)
     except UserInputError as error:
         _error(str(error))
         return EXIT_USAGE

@@ -77,6 +77,12 @@ def test_run_then_route_single_json_and_stdin(
     assert "limit is 2,000" in rows[1]["error"]
     assert "weights" in rows[2]
 
+    # The champion and ledger read through the storage block the run wrote to.
+    store_block = ["--storage-block", "local-file-system/router-distill-store"]
+    assert main(["history", *store_block]) == 0
+    assert summary["model_id"] in capsys.readouterr().out
+    assert main(["champion", *store_block, "--router", "nobody"]) == 1
+
 
 def test_route_rejects_non_utf8_stdin(
     router_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
