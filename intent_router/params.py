@@ -20,25 +20,21 @@ class DistillParams(BaseModel):
         default="default",
         description="Built-in taxonomy (default, news_archives, sports_broadcasting) or a path "
         "to a YAML/JSON taxonomy file on the machine that runs the flow.",
-        json_schema_extra={"position": 0},
     )
     taxonomy_definition: Taxonomy | None = Field(
         default=None,
         description="Inline taxonomy; overrides `taxonomy` when given.",
-        json_schema_extra={"position": 1},
     )
     router_name: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9-]{0,47}$",
         description="Champion and ledger are kept per router name (default: the taxonomy name).",
-        json_schema_extra={"position": 2},
     )
     train_count: int = Field(
         default=10_000,
         ge=1,
         le=200_000,
         description="Training examples after dedupe. Bedrock Nova accepts 100 to 15,000.",
-        json_schema_extra={"position": 3},
     )
     holdout_count: int = Field(
         default=1_000,
@@ -46,7 +42,6 @@ class DistillParams(BaseModel):
         le=20_000,
         description="Teacher-labelled holdout queries to generate (before dedupe); the gate "
         "is decided on these.",
-        json_schema_extra={"position": 4},
     )
     novel_vocabulary_count: int = Field(
         default=300,

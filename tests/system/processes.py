@@ -29,6 +29,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class RetryBusy(httpx.HTTPTransport):
+    """Retry 503s as Prefect's own client does: SQLite's 'database is locked' surfaces as 503."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(0.5 * 2**attempt)
+        return response
+
+
 @dataclass
 class Stack:
     """A running server (and optionally a serve process) and the environment to reach them."""
@@ -41,6 +54,10 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
+
+    def api(self) -> httpx.Client:
+        """An HTTP client for the server's REST API."""
+        return httpx.Client(base_url=self.api_url, timeout=30, transport=RetryBusy())
 
     @property
     def home(self) -> Path:
@@ -91,10 +108,10 @@ class Stack:
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def stop(self) -> None:
+        """Newest first, one at a time: serve pauses its deployments while the server is up."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in reversed(self.processes):
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -79,7 +79,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _api(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.api_url, timeout=30)
+    return stack.api()
 
 
 def _deployment(client: httpx.Client, name: str) -> dict[str, Any]:
@@ -140,10 +140,15 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
         roles = {row["role"] for row in json.loads(evaluation["data"])}
         assert {"candidate", "teacher"} <= roles
 
-        events = client.post(
-            "/events/filter", json={"filter": {"event": {"name": ["router.promoted"]}}}
-        ).json()["events"]
-        [promoted] = [e for e in events if e["payload"]["router"] == "news-test"]
+        def promoted_events() -> list[dict[str, Any]]:
+            events = client.post(
+                "/events/filter", json={"filter": {"event": {"name": ["router.promoted"]}}}
+            ).json()["events"]
+            return [e for e in events if e["payload"]["router"] == "news-test"]
+
+        # The server persists events in batches, a moment after they arrive.
+        stack.wait_until("the persisted router.promoted event", lambda: bool(promoted_events()), 60)
+        [promoted] = promoted_events()
         assert promoted["payload"]["run_id"] == run["id"]
         assert promoted["payload"]["taxonomy"] == "news-archives"
 
