@@ -21,15 +21,9 @@ from flows.distill import distill_router
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
+from tests.support.runs import LENIENT_GATE, TINY_RUN
 
-SMALL: dict[str, Any] = {
-    "train_count": 300,
-    "holdout_count": 80,
-    "novel_vocabulary_count": 20,
-    "batches": 2,
-    "poll_interval_seconds": 0,
-    "gate": {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5},
-}
+SMALL: dict[str, Any] = {**TINY_RUN, "gate": LENIENT_GATE}
 
 
 class Events:
@@ -108,7 +102,12 @@ def test_rejection_emits_router_rejected(router_home: Path, events: Events) -> N
 
 def test_approved_run_continues_to_promotion(router_home: Path) -> None:
     params = DistillParams.model_validate(
-        {**SMALL, "router_name": "approved", "require_approval": True}
+        {
+            **SMALL,
+            "router_name": "approved",
+            "require_approval": True,
+            "approval_timeout_seconds": 20,
+        }  # polls every 5 s
     )
     state = _run_with_reviewer(params, {"approve": True, "reviewer": "qa"})
 
@@ -118,7 +117,12 @@ def test_approved_run_continues_to_promotion(router_home: Path) -> None:
 
 def test_declined_run_is_cancelled_before_the_job(router_home: Path) -> None:
     params = DistillParams.model_validate(
-        {**SMALL, "router_name": "declined", "require_approval": True}
+        {
+            **SMALL,
+            "router_name": "declined",
+            "require_approval": True,
+            "approval_timeout_seconds": 20,
+        }  # polls every 5 s
     )
     state = _run_with_reviewer(params, {"approve": False, "reviewer": "qa", "note": "too big"})
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,15 +12,9 @@ from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
 from intent_router.taxonomy import builtin_taxonomy
+from tests.support.runs import LENIENT_GATE, SMALL_RUN
 
-SMALL: dict[str, Any] = {
-    "train_count": 400,
-    "holdout_count": 120,
-    "novel_vocabulary_count": 40,
-    "batches": 4,
-    "poll_interval_seconds": 0,
-}
-LENIENT_GATE = {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5}
+SMALL = SMALL_RUN
 
 
 @pytest.mark.parametrize("name", ["news_archives", "sports_broadcasting"])

@@ -16,20 +16,17 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.automations import router_webhook
 from deployments.specs import PROJECT_DIR
+from tests.support.runs import LENIENT_GATE, TINY_RUN
 from tests.system.processes import BIN, Stack, prefect_server, serve_deployments
 
 pytestmark = pytest.mark.server
 
 SMALL_NEWS_RUN: dict[str, Any] = {
     "params": {
+        **TINY_RUN,
         "taxonomy": "news_archives",
         "router_name": "news-test",
-        "train_count": 300,
-        "holdout_count": 80,
-        "novel_vocabulary_count": 20,
-        "batches": 2,
-        "poll_interval_seconds": 0,
-        "gate": {"min_parse_rate": 0.9, "min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5},
+        "gate": LENIENT_GATE,
         "triggered_by": "server integration test",
     }
 }
