@@ -36,6 +36,7 @@ from tasks.dataset import build_datasets, merge_and_dedupe
 from tasks.distill import (
     delete_deployment,
     deploy_model,
+    ensure_champion_deployed,
     submit_distillation,
     wait_for_deployment,
     wait_for_job,
@@ -161,6 +162,10 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
 
     # 4. Deploy, evaluate, gate. A deployment that is not promoted never outlives the run.
     champion = registry.current()
+    if champion is not None:  # a rollback may point at a model whose deployment was deleted
+        champion = ensure_champion_deployed(
+            champion, runtime, params.poll_interval_seconds, params.job_timeout_minutes * 60
+        )
     unchanged = champion is not None and champion.model_id == job.model_id
     deployment_id: str | None = champion.deployment_id if unchanged and champion else None
     keep_deployment = unchanged

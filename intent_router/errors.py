@@ -58,6 +58,14 @@ class DeploymentFailed(RouterDistillError):
         super().__init__(f"deployment {deployment_id} failed: {self.failure_message}")
 
 
+class DeploymentNotFound(RouterDistillError):
+    """The deployment does not exist (never created, or deleted)."""
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        super().__init__(f"no deployment {deployment_id}")
+
+
 class WaitTimeout(RouterDistillError):
     """A wait for an external job or deployment passed its deadline."""
 

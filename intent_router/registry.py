@@ -35,7 +35,7 @@ class LedgerEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     entry: int
-    action: Literal["promote", "rollback"]
+    action: Literal["promote", "rollback", "redeploy"]
     at: str
     champion: ChampionRecord
     previous_model_id: str | None = None
@@ -118,4 +118,22 @@ class ChampionRegistry:
         )
         self._append(entry)
         self.store.write(self._pointer, target.champion.model_dump_json(indent=2).encode())
+        return entry
+
+    def redeploy(self, deployment_id: str, note: str = "") -> LedgerEntry:
+        """Record that the current champion now serves from a new deployment."""
+        current = self.current()
+        if current is None:
+            raise UserInputError(f"router {self.router!r} has no champion to redeploy")
+        record = current.model_copy(update={"deployment_id": deployment_id})
+        entry = LedgerEntry(
+            entry=len(self.ledger()) + 1,
+            action="redeploy",
+            at=now_iso(),
+            champion=record,
+            previous_model_id=current.model_id,
+            note=note or f"deployment {current.deployment_id} replaced by {deployment_id}",
+        )
+        self._append(entry)
+        self.store.write(self._pointer, record.model_dump_json(indent=2).encode())
         return entry

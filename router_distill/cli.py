@@ -415,7 +415,8 @@ def _rollback(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(
         f"champion of '{args.router}' is now {entry.champion.model_id} "
-        f"(ledger entry {entry.entry}, was {entry.previous_model_id})"
+        f"(ledger entry {entry.entry}, was {entry.previous_model_id}); if its deployment was "
+        "deleted, the next run redeploys it first"
     )
     return EXIT_OK
 

@@ -6,6 +6,7 @@ a re-run attaches to the existing job or deployment instead of paying for a seco
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import cast
@@ -23,7 +24,13 @@ from intent_router.backends.base import (
     JobState,
     JobStatus,
 )
-from intent_router.errors import DeploymentFailed, DistillationJobFailed, WaitTimeout
+from intent_router.errors import (
+    DeploymentFailed,
+    DeploymentNotFound,
+    DistillationJobFailed,
+    WaitTimeout,
+)
+from intent_router.registry import ChampionRecord, ChampionRegistry
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime, retry_if_transient
 
@@ -176,3 +183,42 @@ def delete_deployment(deployment_id: str, runtime: Runtime, reason: str) -> None
     """Delete a deployment so nothing paid outlives the run."""
     runtime.backend_client().delete_deployment(deployment_id)
     get_run_logger().info("deleted deployment %s (%s)", deployment_id, reason)
+
+
+@task(
+    name="ensure-champion-deployed",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_if_transient,
+)
+def ensure_champion_deployed(
+    champion: ChampionRecord, runtime: Runtime, interval_s: float, timeout_s: float
+) -> ChampionRecord:
+    """Give the champion a live deployment again if it lost it (e.g. after a rollback)."""
+    logger = get_run_logger()
+    backend = runtime.backend_client()
+    try:
+        if backend.deployment_status(champion.deployment_id).state == DeploymentState.ACTIVE:
+            return champion
+        reason = f"deployment {champion.deployment_id} is not Active"
+    except DeploymentNotFound:
+        reason = f"deployment {champion.deployment_id} no longer exists"
+    registry = ChampionRegistry(runtime.store(), champion.router)
+    seed = f"restore:{champion.router}:{champion.model_id}:{len(registry.ledger())}"
+    token = hashlib.sha256(seed.encode()).hexdigest()
+    logger.warning("champion %s: %s; redeploying it", champion.model_id, reason)
+    deployment_id = backend.deploy(
+        champion.model_id, f"{champion.router}-restore-{token[:10]}", token
+    )
+    status = poll_until(
+        lambda: backend.deployment_status(deployment_id),
+        lambda s: s.state.terminal,
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+        what=f"deployment {deployment_id}",
+        on_status=lambda s: logger.info("deployment %s: %s", deployment_id, s.state),
+    )
+    if status.state != DeploymentState.ACTIVE:
+        raise DeploymentFailed(deployment_id, status.failure_message)
+    return registry.redeploy(deployment_id, note=reason).champion

@@ -123,7 +123,8 @@ class Backend(Protocol):
     def deploy(self, model_id: str, name: str, token: str) -> str:
         """Create (or find, by token) an on-demand deployment; return its id."""
 
-    def deployment_status(self, deployment_id: str) -> DeploymentStatus: ...
+    def deployment_status(self, deployment_id: str) -> DeploymentStatus:
+        """Raises DeploymentNotFound if it does not exist (never created, or deleted)."""
 
     def delete_deployment(self, deployment_id: str) -> None: ...
 

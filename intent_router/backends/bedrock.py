@@ -28,7 +28,12 @@ from intent_router.backends.base import (
     ModelTarget,
 )
 from intent_router.backends.bedrock_validation import validate_request
-from intent_router.errors import TRANSIENT_AWS_CODES, RouterOutputError, TransientBackendError
+from intent_router.errors import (
+    TRANSIENT_AWS_CODES,
+    DeploymentNotFound,
+    RouterOutputError,
+    TransientBackendError,
+)
 from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt
 from intent_router.schema import parse_routing_output
@@ -316,11 +321,16 @@ class BedrockBackend:
         return str(response["customModelDeploymentArn"])
 
     def deployment_status(self, deployment_id: str) -> DeploymentStatus:
-        found = self._call(
-            self.control,
-            "get_custom_model_deployment",
-            customModelDeploymentIdentifier=deployment_id,
-        )
+        try:
+            found = self._call(
+                self.control,
+                "get_custom_model_deployment",
+                customModelDeploymentIdentifier=deployment_id,
+            )
+        except ClientError as error:
+            if _code(error) == "ResourceNotFoundException":
+                raise DeploymentNotFound(deployment_id) from None
+            raise
         return DeploymentStatus(
             deployment_id=deployment_id,
             state=DeploymentState(found["status"]),

@@ -26,7 +26,12 @@ from intent_router.backends.base import (
     ModelTarget,
 )
 from intent_router.dataset import check_record, check_record_count, parse_jsonl
-from intent_router.errors import DatasetRuleError, RouterOutputError, UserInputError
+from intent_router.errors import (
+    DatasetRuleError,
+    DeploymentNotFound,
+    RouterOutputError,
+    UserInputError,
+)
 from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt
 from intent_router.schema import RoutingDecision, parse_routing_output
@@ -211,7 +216,7 @@ class LocalBackend:
     def deployment_status(self, deployment_id: str) -> DeploymentStatus:
         data = self.store.read(self._deployment_path(deployment_id))
         if data is None:
-            raise KeyError(f"no deployment {deployment_id}")
+            raise DeploymentNotFound(deployment_id)
         return DeploymentStatus.model_validate_json(data)
 
     def delete_deployment(self, deployment_id: str) -> None:

@@ -187,3 +187,23 @@ def test_budget_stops_the_run_before_any_paid_call(aws: FakeBedrock) -> None:
         distill_router(DistillParams.model_validate({**PARAMS, "seed": 10, "budget_usd": 0.01}))
     assert aws.calls_to("converse") == []
     assert aws.jobs == {}
+
+
+def test_champion_without_a_deployment_is_redeployed_before_evaluation(aws: FakeBedrock) -> None:
+    """E.g. after `rollback` to a champion whose deployment a later promotion deleted."""
+    first = distill_router(DistillParams.model_validate(PARAMS))
+    store = Runtime(backend=PARAMS["backend"], storage_block="s3-bucket/test").store()
+    registry = ChampionRegistry(store, "default")
+    lost = registry.current()
+    assert first.outcome == "promoted" and lost is not None
+    aws.control.delete_custom_model_deployment(customModelDeploymentIdentifier=lost.deployment_id)
+
+    second = distill_router(DistillParams.model_validate(PARAMS))
+
+    assert second.outcome == "unchanged"
+    restored = registry.current()
+    assert restored is not None and restored.model_id == lost.model_id
+    assert restored.deployment_id != lost.deployment_id
+    assert restored.deployment_id in aws.deployments
+    assert [e.action for e in registry.ledger()] == ["promote", "redeploy"]
+    assert "no longer exists" in registry.ledger()[-1].note

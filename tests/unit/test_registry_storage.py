@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from intent_router.errors import UserInputError
+from intent_router.backends.local import LocalBackend
+from intent_router.errors import DeploymentNotFound, UserInputError
 from intent_router.registry import ChampionRecord, ChampionRegistry, LedgerEntry
 from intent_router.storage import DirectoryStore
 
@@ -246,3 +247,20 @@ def test_registries_with_different_router_names_are_independent(store: Directory
     assert len(sport.ledger()) == 1
     assert len(news.ledger()) == 3
     assert ChampionRegistry(store, "other").current() is None
+
+
+def test_redeploy_repoints_the_deployment_and_records_it(registry: ChampionRegistry) -> None:
+    with pytest.raises(UserInputError, match="no champion to redeploy"):
+        registry.redeploy("d-2")
+    registry.promote(champion("m-1"))
+    entry = registry.redeploy("d-2", note="lost")
+    current = registry.current()
+    assert current is not None and current.deployment_id == "d-2"
+    assert current.model_id == "m-1"
+    assert (entry.action, entry.entry, entry.note) == ("redeploy", 2, "lost")
+
+
+def test_local_backend_says_a_deleted_deployment_is_not_found(store: DirectoryStore) -> None:
+    backend = LocalBackend(store)
+    with pytest.raises(DeploymentNotFound, match="no deployment local-deployment-x"):
+        backend.deployment_status("local-deployment-x")
