@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
@@ -90,30 +90,9 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     plan = plan_generation(params, taxonomy)
     generate = generate_batch.with_options(result_storage=results_block)
     version = code_version()
-    with (
-        StepProgress(
-            "generation-progress", "Generating and labelling batches", len(plan.all_batches)
-        ) as progress,
-        fan_out(params.task_runner) as runner,
-    ):
-        batches = list(plan.all_batches)
-        if runner is None:
-            futures = generate.map(
-                batches, unmapped(taxonomy), unmapped(version), unmapped(runtime)
-            )
-        else:
-            futures = runner.map(
-                cast(Any, generate),
-                {
-                    "batch": batches,
-                    "taxonomy": unmapped(taxonomy),
-                    "code_version": unmapped(version),
-                    "runtime": unmapped(runtime),
-                },
-            )
-        for _ in as_completed(futures):
-            progress.advance()
-        outputs: list[BatchOutput] = [f.result() for f in futures]
+    outputs = _generate_batches(
+        list(plan.all_batches), generate, taxonomy, version, runtime, params.task_runner
+    )
     train_outputs = outputs[: len(plan.train_batches)]
     holdout_outputs = outputs[len(plan.train_batches) :]
     clock["generate"] = time.perf_counter() - started
@@ -152,6 +131,7 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
             )
         except ApprovalDeclined as declined:
             logger.warning("run cancelled before the distillation job: %s", declined)
+            # Prefect ends the run in the returned state; a direct caller gets CancelledRun.
             return cast(RunSummary, Cancelled(message=f"not approved: {declined}"))
     job_id = submit_distillation(request, taxonomy, runtime)
     job = wait_for_job(
@@ -258,6 +238,40 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
     _publish_artifacts(summary, split.dedupe_report)
     publish_ledger(runtime, router)
     return summary
+
+
+def _generate_batches(
+    batches: list[Any],
+    generate: Any,
+    taxonomy: Taxonomy,
+    version: str,
+    runtime: Runtime,
+    task_runner: Literal["threads", "dask"],
+) -> list[BatchOutput]:
+    """Fan the batches out on the flow's thread pool or on Dask; report progress as they land."""
+    with (
+        StepProgress(
+            "generation-progress", "Generating and labelling batches", len(batches)
+        ) as progress,
+        fan_out(task_runner) as runner,
+    ):
+        if runner is None:
+            futures = generate.map(
+                batches, unmapped(taxonomy), unmapped(version), unmapped(runtime)
+            )
+        else:
+            futures = runner.map(
+                generate,
+                {
+                    "batch": batches,
+                    "taxonomy": unmapped(taxonomy),
+                    "code_version": unmapped(version),
+                    "runtime": unmapped(runtime),
+                },
+            )
+        for _ in as_completed(futures):
+            progress.advance()
+        return [f.result() for f in futures]
 
 
 def _champion_model_id(record: ChampionRecord | None) -> str | None:

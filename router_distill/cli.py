@@ -181,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
             _error(str(error))
             return EXIT_USAGE
 
+    from prefect.exceptions import CancelledRun
+
     from flows.distill import distill_router
     from intent_router.report import render_text
 
@@ -190,6 +192,10 @@ def _run(args: argparse.Namespace) -> int:
         _error(str(error))
         _write_failure(args.report_json, error)
         return EXIT_USAGE
+    except CancelledRun as error:  # e.g. the approval was declined or timed out
+        print(f"run cancelled: {error}", file=sys.stderr)
+        _write_failure(args.report_json, error, outcome="cancelled")
+        return EXIT_FAILED
     except Exception as error:  # the flow failed: say why, exit non-zero
         print(f"run failed: {type(error).__name__}: {error}", file=sys.stderr)
         _write_failure(args.report_json, error)
@@ -285,11 +291,11 @@ def _blocks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_failure(path: Path | None, error: BaseException) -> None:
+def _write_failure(path: Path | None, error: BaseException, outcome: str = "failed") -> None:
     if path:
         path.write_text(
             json.dumps(
-                {"outcome": "failed", "error": str(error), "error_type": type(error).__name__},
+                {"outcome": outcome, "error": str(error), "error_type": type(error).__name__},
                 indent=2,
             ),
             "utf-8",

@@ -134,3 +134,19 @@ def test_run_rejects_malformed_taxonomy_files(
     latin1.write_bytes("name: caf\xe9\n".encode("latin-1"))
     assert main(["run", "--taxonomy", str(latin1)]) == 2
     assert "is not UTF-8" in capsys.readouterr().err
+
+
+def test_run_that_nobody_approves_is_reported_as_cancelled(
+    router_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = write_params(
+        tmp_path / "params.json", require_approval=True, approval_timeout_seconds=1
+    )
+    report = tmp_path / "report.json"
+
+    code = main(["run", *SMALL_ARGS, "--params-json", str(params), "--report-json", str(report)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "run cancelled" in err and "nobody approved the run within 1 s" in err
+    assert json.loads(report.read_text())["outcome"] == "cancelled"
