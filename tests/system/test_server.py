@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -104,8 +105,19 @@ def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack:
             deployment = _deployment(client, name)
             assert deployment["work_pool_name"] == "router-distill"
             assert deployment["enforce_parameter_schema"] is True
-        [schedule] = _deployment(client, "scheduled-retraining")["schedules"]
+        retraining = _deployment(client, "scheduled-retraining")
+        [schedule] = retraining["schedules"]
         assert schedule["schedule"]["cron"] == "0 3 * * 1"
+        # The server has already scheduled the next weekly runs: Mondays 03:00 UTC.
+        upcoming = client.post(
+            "/flow_runs/filter",
+            json={"flow_runs": {"deployment_id": {"any_": [retraining["id"]]}}},
+        ).json()
+        assert upcoming and all(run["state_type"] == "SCHEDULED" for run in upcoming)
+        for run in upcoming:
+            start = datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
+            assert (start.weekday(), start.hour, start.minute) == (0, 3, 0)
+            assert run["parameters"]["params"]["triggered_by"] == "schedule: weekly retraining"
 
 
 def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
