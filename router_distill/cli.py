@@ -414,8 +414,9 @@ def _history(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     from intent_router.errors import UserInputError
 
+    registry = _registry(args)
     try:
-        entry = _registry(args).rollback(args.to_entry)
+        entry = registry.rollback(args.to_entry)
     except UserInputError as error:
         _error(str(error))
         return EXIT_USAGE
@@ -424,7 +425,30 @@ def _rollback(args: argparse.Namespace) -> int:
         f"(ledger entry {entry.entry}, was {entry.previous_model_id}); if its deployment was "
         "deleted, the next run redeploys it first"
     )
+    _publish_ledger_if_server(args.router, registry)
     return EXIT_OK
+
+
+def _publish_ledger_if_server(router: str, registry: Any) -> None:
+    """With a Prefect server configured, refresh the ledger-<router> artifact in the UI too."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return  # no server: an ephemeral one would start only to be thrown away
+    from prefect.artifacts import create_table_artifact
+
+    from tasks.promote import ledger_rows
+
+    try:
+        create_table_artifact(
+            key=f"ledger-{router}",
+            table=ledger_rows(registry.ledger()),
+            description=f"Promotion ledger of router `{router}`, newest first",
+        )
+    except Exception as error:  # the rollback itself is done and recorded
+        print(f"warning: could not update the ledger artifact: {error}", file=sys.stderr)
+        return
+    print(f"ledger artifact ledger-{router} updated")
 
 
 def _serve(args: argparse.Namespace) -> int:

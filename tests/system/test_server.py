@@ -174,6 +174,16 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
     history = stack.run(str(BIN / "router-distill"), "history", "--router", "news-test")
     assert entry["champion"]["model_id"] in history
 
+    # A rollback from the CLI is recorded in the ledger and refreshes the ledger artifact.
+    out = stack.run(str(BIN / "router-distill"), "rollback", "--router", "news-test", "--to", "1")
+    assert "ledger artifact ledger-news-test updated" in out
+    with _api(stack) as client:
+        latest = client.post(
+            "/artifacts/filter",
+            json={"artifacts": {"key": {"any_": ["ledger-news-test"]}}, "sort": "CREATED_DESC"},
+        ).json()[0]
+    assert [row["action"] for row in json.loads(latest["data"])] == ["rollback", "promote"]
+
 
 def test_server_rejects_a_bad_inline_taxonomy_when_the_run_is_created(stack: Stack) -> None:
     bad = {
