@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner
 
 from intent_router.errors import UserInputError
@@ -27,6 +28,12 @@ def dask_runner() -> TaskRunner[Any]:
             "task_runner 'dask' needs the optional 'dask' dependencies: "
             "uv sync --extra dask (or pip install 'router-distill[dask]')"
         ) from None
+    if not PREFECT_API_URL.value():
+        raise UserInputError(
+            "task_runner 'dask' needs a Prefect server (set PREFECT_API_URL, e.g. after "
+            "`prefect server start`): without one, every Dask worker process would start its "
+            "own temporary Prefect API on the same SQLite database"
+        )
     address = os.environ.get(DASK_ADDRESS_ENV)
     if address:
         logger.info("fan-out on the Dask scheduler at %s", address)
