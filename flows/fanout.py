@@ -38,7 +38,10 @@ def dask_runner() -> TaskRunner[Any]:
     if address:
         logger.info("fan-out on the Dask scheduler at %s", address)
         return DaskTaskRunner(address=address)
-    workers = int(os.environ.get(DASK_WORKERS_ENV, "2"))
+    raw = os.environ.get(DASK_WORKERS_ENV, "2")
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise UserInputError(f"{DASK_WORKERS_ENV} must be a whole number from 1 to 64, got {raw!r}")
+    workers = int(raw)
     logger.info("fan-out on a local Dask cluster with %d worker processes", workers)
     return DaskTaskRunner(
         cluster_kwargs={

@@ -21,3 +21,17 @@ def test_dask_without_a_prefect_server_is_refused_with_the_reason() -> None:
         fan_out("dask"),
     ):
         pass
+
+
+@pytest.mark.parametrize("workers", ["two", "0", "-1", "65"])
+def test_bad_local_dask_worker_count_is_named(
+    workers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROUTER_DISTILL_DASK_WORKERS", workers)
+    monkeypatch.delenv("ROUTER_DISTILL_DASK_ADDRESS", raising=False)
+    with (
+        temporary_settings({PREFECT_API_URL: "http://127.0.0.1:1/api"}),
+        pytest.raises(UserInputError, match="ROUTER_DISTILL_DASK_WORKERS must be"),
+        fan_out("dask"),
+    ):
+        pass
