@@ -18,6 +18,7 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from intent_router.backends.base import (
+    Backend,
     DeploymentState,
     DeploymentStatus,
     DistillationRequest,
@@ -156,8 +157,13 @@ def wait_for_deployment(
     deployment_id: str, runtime: Runtime, interval_s: float, timeout_s: float
 ) -> DeploymentStatus:
     """Poll the deployment until Active; fail with the service's message if it Failed."""
+    return _wait_until_active(runtime.backend_client(), deployment_id, interval_s, timeout_s)
+
+
+def _wait_until_active(
+    backend: Backend, deployment_id: str, interval_s: float, timeout_s: float
+) -> DeploymentStatus:
     logger = get_run_logger()
-    backend = runtime.backend_client()
     status = poll_until(
         lambda: backend.deployment_status(deployment_id),
         lambda s: s.state.terminal,
@@ -211,14 +217,5 @@ def ensure_champion_deployed(
     deployment_id = backend.deploy(
         champion.model_id, f"{champion.router}-restore-{token[:10]}", token
     )
-    status = poll_until(
-        lambda: backend.deployment_status(deployment_id),
-        lambda s: s.state.terminal,
-        interval_s=interval_s,
-        timeout_s=timeout_s,
-        what=f"deployment {deployment_id}",
-        on_status=lambda s: logger.info("deployment %s: %s", deployment_id, s.state),
-    )
-    if status.state != DeploymentState.ACTIVE:
-        raise DeploymentFailed(deployment_id, status.failure_message)
+    _wait_until_active(backend, deployment_id, interval_s, timeout_s)
     return registry.redeploy(deployment_id, note=reason).champion

@@ -58,6 +58,17 @@ def _approve_when_paused(answer: dict[str, Any], stop: threading.Event) -> None:
                 return
 
 
+def _needs_approval(router: str, timeout_seconds: int) -> DistillParams:
+    return DistillParams.model_validate(
+        {
+            **SMALL,
+            "router_name": router,
+            "require_approval": True,
+            "approval_timeout_seconds": timeout_seconds,
+        }
+    )
+
+
 def _run_with_reviewer(params: DistillParams, answer: dict[str, Any]) -> Any:
     stop = threading.Event()
     context = contextvars.copy_context()  # carries the test harness's API settings
@@ -101,14 +112,7 @@ def test_rejection_emits_router_rejected(router_home: Path, events: Events) -> N
 
 
 def test_approved_run_continues_to_promotion(router_home: Path) -> None:
-    params = DistillParams.model_validate(
-        {
-            **SMALL,
-            "router_name": "approved",
-            "require_approval": True,
-            "approval_timeout_seconds": 20,
-        }  # polls every 5 s
-    )
+    params = _needs_approval("approved", timeout_seconds=20)  # polls every 5 s
     state = _run_with_reviewer(params, {"approve": True, "reviewer": "qa"})
 
     assert state.is_completed(), state
@@ -116,14 +120,7 @@ def test_approved_run_continues_to_promotion(router_home: Path) -> None:
 
 
 def test_declined_run_is_cancelled_before_the_job(router_home: Path) -> None:
-    params = DistillParams.model_validate(
-        {
-            **SMALL,
-            "router_name": "declined",
-            "require_approval": True,
-            "approval_timeout_seconds": 20,
-        }  # polls every 5 s
-    )
+    params = _needs_approval("declined", timeout_seconds=20)
     state = _run_with_reviewer(params, {"approve": False, "reviewer": "qa", "note": "too big"})
 
     assert state.is_cancelled(), state
@@ -133,14 +130,7 @@ def test_declined_run_is_cancelled_before_the_job(router_home: Path) -> None:
 
 
 def test_unanswered_approval_times_out_and_cancels(router_home: Path) -> None:
-    params = DistillParams.model_validate(
-        {
-            **SMALL,
-            "router_name": "unanswered",
-            "require_approval": True,
-            "approval_timeout_seconds": 1,
-        }
-    )
+    params = _needs_approval("unanswered", timeout_seconds=1)
     state = distill_router(params, return_state=True)
 
     assert state.is_cancelled(), state

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,14 +85,12 @@ def _deployment(client: httpx.Client, name: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def _wait_for_run(client: httpx.Client, run_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = dict(client.get(f"/flow_runs/{run_id}").json())
-        if run["state_type"] in TERMINAL:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"flow run {run_id} did not finish within {timeout} s")
+def _wait_for_run(stack: Stack, client: httpx.Client, run_id: str) -> dict[str, Any]:
+    def finished() -> bool:
+        return client.get(f"/flow_runs/{run_id}").json()["state_type"] in TERMINAL
+
+    stack.wait_until(f"flow run {run_id} to finish", finished, timeout=300)
+    return dict(client.get(f"/flow_runs/{run_id}").json())
 
 
 def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack: Stack) -> None:
@@ -136,7 +133,7 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
             json={"parameters": SMALL_NEWS_RUN},
         )
         assert created.status_code == 201, created.text
-        run = _wait_for_run(client, created.json()["id"])
+        run = _wait_for_run(stack, client, created.json()["id"])
         assert run["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
         assert run["name"] in stack.log("serve")  # executed by the serve process, no worker
 
