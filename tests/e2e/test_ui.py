@@ -1,6 +1,7 @@
 """The Prefect UI end to end: a custom run of `manual` from the form, in headless Chromium.
 
-A real `prefect server start` and `router-distill serve` (tests/system/processes.py); the browser
+A real `prefect server start` and `router-distill serve` (tests/system/processes.py, shared with
+the other browser tests through the session fixture `stack` in tests/e2e/conftest.py); the browser
 opens the deployment, fills the nested `params` form of Run > Custom run, submits, follows the
 flow run until the page shows Completed, and opens its `evaluation` artifact. The outcome is then
 checked through the API and on disk.
@@ -26,7 +27,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from tests.system.processes import Stack, prefect_server, serve_deployments
+from tests.system.processes import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -267,7 +268,7 @@ def _assert_outcome(stack: Stack, run_name: str) -> None:
 
 
 def test_custom_run_from_the_ui_form_completes_with_an_evaluation_artifact(
-    tmp_path: Path,
+    tmp_path: Path, stack: Stack
 ) -> None:
     shots = _screenshot_dir(tmp_path)
     run_name = f"ui-e2e-{uuid.uuid4().hex[:8]}"
@@ -276,20 +277,15 @@ def test_custom_run_from_the_ui_form_completes_with_an_evaluation_artifact(
     def phase(name: str) -> None:
         print(f"{time.monotonic() - started:6.1f} s  {name}")
 
-    with prefect_server(tmp_path) as stack:
-        phase("server up")
-        serve_deployments(stack)
-        phase("deployments served")
-        with _browser_page(shots, stack) as page:
-            _start_custom_run(page, stack, run_name, shots)
-            phase("custom run submitted from the form")
-            _open_run_and_wait(page, run_name, shots)
-            phase("run page shows Completed")
-            screenshot = _screenshot_evaluation(page, shots)
-            phase("evaluation artifact captured")
-        _assert_outcome(stack, run_name)
-        phase("outcome checked through the API")
-    phase("server and serve stopped")
+    with _browser_page(shots, stack) as page:
+        _start_custom_run(page, stack, run_name, shots)
+        phase("custom run submitted from the form")
+        _open_run_and_wait(page, run_name, shots)
+        phase("run page shows Completed")
+        screenshot = _screenshot_evaluation(page, shots)
+        phase("evaluation artifact captured")
+    _assert_outcome(stack, run_name)
+    phase("outcome checked through the API")
 
     assert screenshot.is_file()
     assert screenshot.stat().st_size > 10_000, screenshot.stat().st_size

@@ -144,6 +144,7 @@ def prefect_server(root: Path) -> Iterator[Stack]:
         PREFECT_HOME=str(root / "prefect-home"),
         PREFECT_API_URL=f"{url}/api",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONUNBUFFERED="1",  # logs reach the files as they are written (tests read them)
         PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
         ROUTER_DISTILL_HOME=str(root / "home"),
     )
