@@ -144,6 +144,7 @@ def prefect_server(root: Path) -> Iterator[Stack]:
         PREFECT_HOME=str(root / "prefect-home"),
         PREFECT_API_URL=f"{url}/api",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",  # default 60: schedule runs sooner
         PYTHONUNBUFFERED="1",  # logs reach the files as they are written (tests read them)
         PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
         ROUTER_DISTILL_HOME=str(root / "home"),

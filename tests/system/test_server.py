@@ -105,12 +105,19 @@ def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack:
         retraining = _deployment(client, "scheduled-retraining")
         [schedule] = retraining["schedules"]
         assert schedule["schedule"]["cron"] == "0 3 * * 1"
-        # The server has already scheduled the next weekly runs: Mondays 03:00 UTC.
-        upcoming = client.post(
-            "/flow_runs/filter",
-            json={"flow_runs": {"deployment_id": {"any_": [retraining["id"]]}}},
-        ).json()
-        assert upcoming and all(run["state_type"] == "SCHEDULED" for run in upcoming)
+
+        # The server's scheduler creates the next weekly runs: Mondays 03:00 UTC.
+        def scheduled_runs() -> list[dict[str, Any]]:
+            return list(
+                client.post(
+                    "/flow_runs/filter",
+                    json={"flow_runs": {"deployment_id": {"any_": [retraining["id"]]}}},
+                ).json()
+            )
+
+        stack.wait_until("the scheduled retraining runs", lambda: bool(scheduled_runs()), 60)
+        upcoming = scheduled_runs()
+        assert all(run["state_type"] == "SCHEDULED" for run in upcoming)
         for run in upcoming:
             start = datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
             assert (start.weekday(), start.hour, start.minute) == (0, 3, 0)
