@@ -236,7 +236,7 @@ def distill_router(params: DistillParams | None = None) -> RunSummary:
         seconds={k: round(v, 2) for k, v in clock.items()},
     )
     _publish_artifacts(summary, split.dedupe_report)
-    publish_ledger(runtime, router)
+    publish_ledger(router, registry.ledger())
     return summary
 
 

@@ -435,16 +435,10 @@ def _publish_ledger_if_server(router: str, registry: Any) -> None:
 
     if not PREFECT_API_URL.value():
         return  # no server: an ephemeral one would start only to be thrown away
-    from prefect.artifacts import create_table_artifact
-
-    from tasks.promote import ledger_rows
+    from tasks.promote import publish_ledger
 
     try:
-        create_table_artifact(
-            key=f"ledger-{router}",
-            table=ledger_rows(registry.ledger()),
-            description=f"Promotion ledger of router `{router}`, newest first",
-        )
+        publish_ledger(router, registry.ledger())
     except Exception as error:  # the rollback itself is done and recorded
         print(f"warning: could not update the ledger artifact: {error}", file=sys.stderr)
         return

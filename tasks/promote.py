@@ -52,13 +52,11 @@ def ledger_rows(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     return rows
 
 
-def publish_ledger(runtime: Runtime, router: str) -> None:
+def publish_ledger(router: str, entries: list[LedgerEntry]) -> None:
     """Show the router's promotion ledger as a table artifact (key ledger-<router>)."""
-    registry = ChampionRegistry(runtime.store(), router)
-    rows = ledger_rows(registry.ledger())
     create_table_artifact(
         key=f"ledger-{router}",
-        table=rows or [{"entry": None, "action": "no promotions yet"}],
+        table=ledger_rows(entries) or [{"entry": None, "action": "no promotions yet"}],
         description=f"Promotion ledger of router `{router}`, newest first",
     )
 

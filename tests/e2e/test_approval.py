@@ -12,7 +12,6 @@ Same conditions as tests/e2e/test_ui.py (whose marks and helpers this module imp
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.e2e.test_ui import (
     RUN_TIMEOUT_MS,
     _browser_page,
     _input,
+    _phase_timer,
     _property,
     _screenshot_dir,
 )
@@ -134,10 +134,7 @@ def test_paused_run_resumed_from_the_ui_approval_form_completes(
     tmp_path: Path, stack: Stack
 ) -> None:
     shots = _screenshot_dir(tmp_path)
-    started = time.monotonic()
-
-    def phase(name: str) -> None:
-        print(f"{time.monotonic() - started:6.1f} s  {name}")
+    phase = _phase_timer()
 
     run_id = _create_run(stack)
     phase(f"run {run_id} created through the API")

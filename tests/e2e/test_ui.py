@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -267,15 +267,22 @@ def _assert_outcome(stack: Stack, run_name: str) -> None:
     assert ledger.is_file(), f"no ledger at {ledger}"
 
 
+def _phase_timer() -> Callable[[str], None]:
+    """Prints each named phase with the seconds since the timer started (shown with -s)."""
+    started = time.monotonic()
+
+    def phase(name: str) -> None:
+        print(f"{time.monotonic() - started:6.1f} s  {name}")
+
+    return phase
+
+
 def test_custom_run_from_the_ui_form_completes_with_an_evaluation_artifact(
     tmp_path: Path, stack: Stack
 ) -> None:
     shots = _screenshot_dir(tmp_path)
     run_name = f"ui-e2e-{uuid.uuid4().hex[:8]}"
-    started = time.monotonic()
-
-    def phase(name: str) -> None:
-        print(f"{time.monotonic() - started:6.1f} s  {name}")
+    phase = _phase_timer()
 
     with _browser_page(shots, stack) as page:
         _start_custom_run(page, stack, run_name, shots)
