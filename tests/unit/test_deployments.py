@@ -41,8 +41,7 @@ def test_entrypoint_file_exists_and_imports_a_flow(spec: DeploymentSpec) -> None
 def test_parameter_preset_validates_against_the_flow(spec: DeploymentSpec) -> None:
     assert validate(spec.parameters, _server_schema(spec)) == []
     validated = load_flow(spec).validate_parameters(spec.parameters)
-    params = validated["params"]
-    assert isinstance(params, DistillParams)
+    params = DistillParams.model_validate(validated)
     resolve_taxonomy(params.taxonomy)  # the taxonomy it names exists
 
 
@@ -60,7 +59,7 @@ def test_retraining_runs_weekly_and_never_overlaps() -> None:
     _minute, _hour, day_of_month, month, day_of_week = schedule.cron.split()
     assert (day_of_month, month) == ("*", "*") and day_of_week != "*"
     assert spec.concurrency_limit == 1
-    assert "schedule" in spec.parameters["params"]["triggered_by"]
+    assert "schedule" in spec.parameters["triggered_by"]
 
 
 def test_manual_and_taxonomy_deployments_have_no_schedule() -> None:
@@ -69,7 +68,7 @@ def test_manual_and_taxonomy_deployments_have_no_schedule() -> None:
 
 
 def test_taxonomy_deployment_trains_a_separate_router() -> None:
-    params = DistillParams.model_validate(BY_NAME["taxonomy-experiment"].parameters["params"])
+    params = DistillParams.model_validate(BY_NAME["taxonomy-experiment"].parameters)
     taxonomy = resolve_taxonomy(params.taxonomy)
     assert taxonomy.name != "default"
     assert (params.router_name or taxonomy.name) != "default"
@@ -110,15 +109,20 @@ def _definitions() -> dict[str, Any]:
     return dict(schema["definitions"])
 
 
+def _fields() -> dict[str, Any]:
+    return dict(_server_schema(BY_NAME["manual"])["properties"])
+
+
 def test_every_form_field_has_a_description() -> None:
-    fields = _definitions()["DistillParams"]["properties"]
+    fields = _fields()
+    assert set(fields) == set(DistillParams.model_fields)  # one top-level parameter per field
     missing = [name for name, field in fields.items() if not field.get("description")]
     assert missing == []
 
 
 def test_form_has_bounds_enums_and_an_editable_taxonomy() -> None:
     definitions = _definitions()
-    fields = definitions["DistillParams"]["properties"]
+    fields = _fields()
     assert fields["train_count"]["minimum"] == 1 and fields["train_count"]["maximum"] == 200_000
     assert fields["task_runner"]["enum"] == ["threads", "dask"]
     assert fields["taxonomy"]["default"] == "default"
@@ -133,15 +137,13 @@ def _reasons(errors: list[Any]) -> list[str]:
 
 def _inline(signal_name: str) -> dict[str, Any]:
     return {
-        "params": {
-            "taxonomy_definition": {
-                "name": "shop",
-                "signals": [
-                    {"name": signal_name, "description": "how it looks"},
-                    {"name": "metadata", "description": "catalogue facts"},
-                ],
-                "attributes": [{"name": "brand", "values": ["Acme"], "informs": {"metadata": 1}}],
-            }
+        "taxonomy_definition": {
+            "name": "shop",
+            "signals": [
+                {"name": signal_name, "description": "how it looks"},
+                {"name": "metadata", "description": "catalogue facts"},
+            ],
+            "attributes": [{"name": "brand", "values": ["Acme"], "informs": {"metadata": 1}}],
         }
     }
 
@@ -157,4 +159,14 @@ def test_server_rejects_a_malformed_inline_taxonomy_at_run_creation() -> None:
 def test_flow_rejects_an_unknown_taxonomy_naming_the_field() -> None:
     flow = load_flow(BY_NAME["manual"])
     with pytest.raises(Exception, match="no built-in taxonomy named 'sportz'"):
-        flow.validate_parameters({"params": {"taxonomy": "sportz"}})
+        flow.validate_parameters({"taxonomy": "sportz"})
+
+
+def test_a_one_key_override_keeps_the_other_presets() -> None:
+    """The server merges run parameters into the presets per top-level key (Prefect 3.9)."""
+    spec = BY_NAME["taxonomy-experiment"]
+    merged = {**spec.parameters, "train_count": 3000}
+    assert validate(merged, _server_schema(spec)) == []
+    params = DistillParams.model_validate(load_flow(spec).validate_parameters(merged))
+    assert (params.taxonomy, params.train_count) == ("sports_broadcasting", 3000)
+    assert params.triggered_by == "taxonomy experiment"
