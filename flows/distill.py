@@ -1,14 +1,16 @@
-"""The distillation pipeline as one Prefect flow. Wiring only: the logic lives in intent_router."""
+"""The distillation pipeline as one Prefect flow: stage calls only; decisions live in
+intent_router (`plan_outcome`, `decide`), each side effect in a task (tasks/)."""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Literal, TypeVar, cast
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar, cast
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
-from prefect.futures import as_completed
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture, as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
@@ -16,24 +18,28 @@ from prefect.utilities.annotations import quote
 
 from blocks.storage import storage_blocks
 from flows.approval import ApprovalDeclined, wait_for_approval
+from flows.artifacts import publish_run_artifacts
+from flows.cleanup import tear_down_run
 from flows.fanout import fan_out
+from flows.locking import router_lock
 from flows.parameters import parameters_of
 from flows.progress import StepProgress
-from intent_router.backends.base import ModelTarget
+from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
 from intent_router.dataset import check_record_count
 from intent_router.gate import decide
+from intent_router.outcome import PromotionPlan, plan_outcome
 from intent_router.params import DistillParams
-from intent_router.planning import distillation_request, plan_generation
+from intent_router.planning import GenerationPlan, distillation_request, plan_generation
 from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
-from intent_router.report import (
-    DatasetSummary,
-    EvaluationRow,
-    RunSummary,
-    evaluation_table,
-    markdown_table,
-)
+from intent_router.report import EvaluationRow, RunSummary
 from intent_router.taxonomy import Taxonomy, resolve_taxonomy
-from tasks.dataset import build_datasets, merge_and_dedupe
+from tasks.dataset import (
+    DatasetRef,
+    SplitOutput,
+    build_datasets,
+    merge_and_dedupe,
+    summarise_dataset,
+)
 from tasks.distill import (
     delete_deployment,
     deploy_model,
@@ -42,9 +48,9 @@ from tasks.distill import (
     wait_for_deployment,
     wait_for_job,
 )
-from tasks.evaluate import PRIOR_PREFIX, EvaluationResult, evaluate_model
+from tasks.evaluate import EvaluationResult, evaluate_model, prior_target
 from tasks.generate import BatchOutput, generate_batch
-from tasks.preflight import preflight
+from tasks.preflight import check_run_inputs, preflight
 from tasks.promote import announce, promote_candidate, publish_ledger
 from tasks.runtime import Runtime, code_version
 
@@ -52,334 +58,367 @@ T = TypeVar("T")
 
 
 def opaque(value: T) -> T:
-    """Pass a large input without Prefect walking every record for futures (prefect `quote`).
-
-    The task still receives the plain value; typed as T so call sites keep their types.
-    """
+    """Pass a large input without Prefect walking every record for futures (prefect `quote`)."""
     return cast(T, quote(value))
 
 
-def _taxonomy(params: DistillParams) -> Taxonomy:
-    return params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
+@dataclass
+class Run:
+    """What every stage of one run needs: resolved once at the start."""
+
+    params: DistillParams
+    taxonomy: Taxonomy
+    router: str
+    runtime: Runtime
+    backend: Backend
+    registry: ChampionRegistry
+    run_id: str
+    started: float = field(default_factory=time.perf_counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, stage: str) -> None:
+        self.seconds[stage] = round(
+            time.perf_counter() - self.started - sum(self.seconds.values()), 2
+        )
+
+    @property
+    def wait_s(self) -> float:
+        return self.params.job_timeout_minutes * 60
+
+
+@dataclass
+class TrainingData:
+    train_outputs: list[BatchOutput]
+    holdout_outputs: list[BatchOutput]
+    fresh_teacher_calls: int  # made by this run (cached batches cost nothing)
+    cached_batches: int
+    split: SplitOutput
+    train_ref: DatasetRef
+    holdout_ref: DatasetRef
 
 
 @flow(
     name="distill-router",
     description="Distill the teacher into a student router; "
     "promote it only if it routes well enough.",
+    on_crashed=[tear_down_run],
+    on_cancellation=[tear_down_run],
 )
 @parameters_of(DistillParams)
 def distill_router(**parameters: Any) -> RunSummary:
     """Generate and label queries, dedupe, build the dataset, distill, deploy, evaluate, gate."""
-    params = DistillParams.model_validate(parameters)
-    logger = get_run_logger()
-    clock: dict[str, float] = {}
-    started = time.perf_counter()
+    run = start(DistillParams.model_validate(parameters))
+    data = build_training_data(run)
+    declined = ask_approval(run, data)
+    if declined is not None:
+        return cast(RunSummary, declined)  # Prefect ends the run Cancelled
+    job = train_student(run, data)
+    with router_lock(run.router, run.wait_s):
+        champion = restore_champion(run)
+        candidate = deploy_candidate(run, data, job, champion)
+        try:
+            evaluations = evaluate_all(run, data, candidate, champion)
+            plan = decide_outcome(run, candidate, champion, evaluations)
+            apply_outcome(run, plan, champion)
+        except BaseException:
+            discard_candidate(run, candidate)
+            raise
+    return finish(run, data, job, evaluations, plan)
 
-    taxonomy = _taxonomy(params)
-    router = params.router_name or taxonomy.name
-    runtime = Runtime(backend=params.backend, storage_block=params.storage_block)
-    _, results_block = storage_blocks(params.storage_block)
+
+# -- stages ----------------------------------------------------------------------------------
+
+
+def start(params: DistillParams) -> Run:
+    """Resolve the taxonomy, router, backend and storage; check them; estimate the cost."""
+    taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
+    runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
     check_record_count(params.train_count, backend.limits)
-    store = runtime.store()
-    registry = ChampionRegistry(store, router)
-
-    # 0. Preflight: cost estimate and budget, before the first paid call.
-    preflight(params, taxonomy, runtime)
-
-    # 1. Generate and label batches in parallel (cached per batch).
-    plan = plan_generation(params, taxonomy)
-    generate = generate_batch.with_options(result_storage=results_block)
-    version = code_version()
-    outputs = _generate_batches(
-        list(plan.all_batches), generate, taxonomy, version, runtime, params.task_runner
+    router = params.router_name or taxonomy.name
+    run = Run(
+        params=params,
+        taxonomy=taxonomy,
+        router=router,
+        runtime=runtime,
+        backend=backend,
+        registry=ChampionRegistry(runtime.store(), router),
+        run_id=str(flow_run.get_id() or "local"),
     )
+    check_run_inputs(router, runtime)  # storage writable, registry readable: before any paid call
+    preflight(params, taxonomy, runtime)
+    return run
+
+
+def build_training_data(run: Run) -> TrainingData:
+    """Generate and label batches in parallel (cached), merge, dedupe, split, build datasets."""
+    plan = plan_generation(run.params, run.taxonomy)
+    outputs, fresh_calls, cached = _generate_batches(run, plan)
     train_outputs = outputs[: len(plan.train_batches)]
     holdout_outputs = outputs[len(plan.train_batches) :]
-    clock["generate"] = time.perf_counter() - started
-
-    # 2. Merge, dedupe, split; build and validate the datasets.
-    merge = merge_and_dedupe.with_options(result_storage=results_block)
+    run.lap("generate")
+    _, results_block = storage_blocks(run.params.storage_block)
+    merge = merge_and_dedupe.with_options(
+        result_storage=results_block, cache_expiration=_cache_age(run.params)
+    )
     split = merge(
-        version,
+        code_version(),
         opaque(train_outputs),
         opaque(holdout_outputs),
-        params.train_count,
+        run.params.train_count,
         plan.cell_targets,
-        params.near_duplicate_threshold,
+        run.params.near_duplicate_threshold,
     )
     train_ref, holdout_ref = build_datasets(
-        opaque(split), taxonomy, router, backend.limits, runtime
+        opaque(split), run.taxonomy, run.router, run.backend.limits, run.runtime
     )
-    clock["dataset"] = time.perf_counter() - started - sum(clock.values())
+    run.lap("dataset")
+    return TrainingData(
+        train_outputs, holdout_outputs, fresh_calls, cached, split, train_ref, holdout_ref
+    )
 
-    # 3. Distill (idempotent submit) and wait.
-    request = distillation_request(
-        router=router,
-        dataset_sha256=train_ref.sha256,
-        training_path=train_ref.path,
-        training_uri=train_ref.uri,
-        output_prefix=f"jobs-output/{router}",
-        taxonomy=taxonomy,
-        backend_name=backend.name,
-        student_config={"backend": params.backend},
-    )
-    if params.require_approval:
-        try:
-            wait_for_approval(
-                f"router {router}, {train_ref.records} training examples on {backend.name}",
-                params.approval_timeout_seconds,
-            )
-        except ApprovalDeclined as declined:
-            logger.warning("run cancelled before the distillation job: %s", declined)
-            # Prefect ends the run in the returned state; a direct caller gets CancelledRun.
-            return cast(RunSummary, Cancelled(message=f"not approved: {declined}"))
-    job_id = submit_distillation(request, taxonomy, runtime)
-    job = wait_for_job(
-        job_id, runtime, params.poll_interval_seconds, params.job_timeout_minutes * 60
-    )
-    assert job.model_id is not None
-    clock["distill"] = time.perf_counter() - started - sum(clock.values())
 
-    # 4. Deploy, evaluate, gate. A deployment that is not promoted never outlives the run.
-    champion = registry.current()
-    if champion is not None:  # a rollback may point at a model whose deployment was deleted
-        champion = ensure_champion_deployed(
-            champion, runtime, params.poll_interval_seconds, params.job_timeout_minutes * 60
-        )
-    unchanged = champion is not None and champion.model_id == job.model_id
-    deployment_id: str | None = champion.deployment_id if unchanged and champion else None
-    keep_deployment = unchanged
+def ask_approval(run: Run, data: TrainingData) -> State[Any] | None:
+    """With require_approval, wait for a reviewer; a Cancelled state if nobody approved."""
+    if not run.params.require_approval:
+        return None
     try:
-        if deployment_id is None:
-            deployment_id = deploy_model(job.model_id, request.model_name, request.token, runtime)
-            wait_for_deployment(
-                deployment_id,
-                runtime,
-                params.poll_interval_seconds,
-                params.job_timeout_minutes * 60,
-            )
-        candidate = backend.target_for_deployment(
-            deployment_id, "candidate", f"candidate {request.model_name}"
+        wait_for_approval(
+            f"router {run.router}, {data.train_ref.records} training examples on "
+            f"{run.backend.name}",
+            run.params.approval_timeout_seconds,
         )
-        targets = [candidate, *backend.baselines(taxonomy), _prior(split.train, taxonomy)]
-        if champion is not None and not unchanged:
-            targets.append(_champion_target(backend, champion))
-        evaluations: list[EvaluationResult] = []
-        with StepProgress(
-            "evaluation-progress", "Evaluating on the holdout", len(targets)
-        ) as progress:
-            for target in targets:
-                evaluations.append(evaluate_model(target, opaque(split.holdout), taxonomy, runtime))
-                progress.advance()
-        clock["evaluate"] = time.perf_counter() - started - sum(clock.values())
+    except ApprovalDeclined as declined:
+        get_run_logger().warning("run cancelled before the distillation job: %s", declined)
+        return Cancelled(message=f"not approved: {declined}")
+    return None
 
-        by_role = {e.target.role: e for e in evaluations}
-        champion_eval = by_role["champion"].overall if "champion" in by_role else None
-        decision = decide(by_role["candidate"].overall, champion_eval, params.gate)
-        if unchanged:
-            outcome = "unchanged"
-            logger.info("candidate %s is already the champion; nothing to promote", job.model_id)
-        elif decision.promote:
-            record = ChampionRecord(
-                router=router,
-                model_id=job.model_id,
-                deployment_id=deployment_id,
-                run_id=str(flow_run.get_id() or "local"),
-                taxonomy=taxonomy.name,
-                signals=taxonomy.signal_names,
-                metrics=_metrics(by_role["candidate"]),
-                promoted_at=now_iso(),
-                triggered_by=params.triggered_by,
-            )
-            promote_candidate(record, runtime, note=decision.summary)
-            keep_deployment = True
-            outcome = "promoted"
-            if champion is not None and champion.deployment_id != deployment_id:
-                delete_deployment(champion.deployment_id, runtime, "superseded champion")
-        else:
-            outcome = "rejected"
-            logger.warning("candidate rejected: %s", decision.summary)
-        if outcome != "unchanged":
-            announce(
-                outcome,
-                router=router,
-                run_id=str(flow_run.get_id() or "local"),
-                model_id=job.model_id,
-                taxonomy=taxonomy.name,
-                metrics=_metrics(by_role["candidate"]),
-                previous_champion=champion.model_id if champion else None,
-                summary=decision.summary,
-            )
-    finally:
-        if deployment_id is not None and not keep_deployment:
-            delete_deployment(deployment_id, runtime, "candidate not promoted")
-    clock["total"] = time.perf_counter() - started
 
-    summary = RunSummary(
-        router=router,
-        taxonomy=taxonomy.name,
-        backend=backend.name,
-        flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
-        dataset=_dataset_summary(train_outputs, holdout_outputs, split, train_ref, holdout_ref),
-        job_id=job_id,
-        model_id=job.model_id,
-        model_uri=backend.artifact_uri(job.model_id),
-        deployment_id=deployment_id if keep_deployment else None,
-        evaluations=[EvaluationRow(overall=e.overall, slices=e.slices) for e in evaluations],
-        gate={
-            "promote": decision.promote,
-            "summary": decision.summary,
-            "checks": [c.model_dump() for c in decision.checks],
-        },
-        outcome=outcome,
-        champion_model_id=_champion_model_id(registry.current() or champion),
-        seconds={k: round(v, 2) for k, v in clock.items()},
+def train_student(run: Run, data: TrainingData) -> JobStatus:
+    """Submit the distillation job (idempotent) and wait for it."""
+    request = _request(run, data)
+    job_id = submit_distillation(request, run.taxonomy, run.runtime)
+    job = wait_for_job(job_id, run.runtime, run.params.poll_interval_seconds, run.wait_s)
+    run.lap("distill")
+    return job
+
+
+def restore_champion(run: Run) -> ChampionRecord | None:
+    """The champion, redeployed first if it lost its deployment (e.g. after a rollback)."""
+    champion = run.registry.current()
+    if champion is None:
+        return None
+    return ensure_champion_deployed(
+        champion, run.runtime, run.params.poll_interval_seconds, run.wait_s
     )
-    _publish_artifacts(summary, split.dedupe_report)
-    publish_ledger(router, registry.ledger())
+
+
+def deploy_candidate(
+    run: Run, data: TrainingData, job: JobStatus, champion: ChampionRecord | None
+) -> ChampionRecord:
+    """Deploy the trained model (unless it is already the champion) and wait until active."""
+    assert job.model_id is not None
+    if champion is not None and champion.model_id == job.model_id:
+        deployment_id = champion.deployment_id
+    else:
+        request = _request(run, data)
+        deployment_id = deploy_model(
+            job.model_id,
+            request.model_name,
+            request.token,
+            run.runtime,
+            run_id=run.run_id,
+            tags={"router": run.router, "flow-run-id": run.run_id},
+        )
+        try:
+            wait_for_deployment(
+                deployment_id, run.runtime, run.params.poll_interval_seconds, run.wait_s
+            )
+        except BaseException:
+            delete_deployment(deployment_id, run.runtime, "deployment never became active")
+            raise
+    return ChampionRecord(
+        router=run.router,
+        model_id=job.model_id,
+        deployment_id=deployment_id,
+        run_id=run.run_id,
+        taxonomy=run.taxonomy.name,
+        signals=run.taxonomy.signal_names,
+        metrics={},
+        promoted_at=now_iso(),
+        triggered_by=run.params.triggered_by,
+    )
+
+
+def evaluate_all(
+    run: Run, data: TrainingData, candidate: ChampionRecord, champion: ChampionRecord | None
+) -> list[EvaluationResult]:
+    """Evaluate the candidate and every baseline (and the champion) on the same holdout."""
+    backend = run.backend
+    targets: list[ModelTarget] = [
+        backend.target_for_deployment(
+            candidate.deployment_id, "candidate", f"candidate {candidate.model_id}"
+        ),
+        *backend.baselines(run.taxonomy),
+        prior_target(data.split.train, run.taxonomy),
+    ]
+    if champion is not None and champion.model_id != candidate.model_id:
+        targets.append(
+            backend.target_for_deployment(
+                champion.deployment_id, "champion", f"champion {champion.model_id}"
+            )
+        )
+    results: list[EvaluationResult] = []
+    with StepProgress(
+        f"evaluation-progress-{run.router}", "Evaluating on the holdout", len(targets)
+    ) as progress:
+        for target in targets:
+            results.append(
+                evaluate_model(target, opaque(data.split.holdout), run.taxonomy, run.runtime)
+            )
+            progress.advance()
+    run.lap("evaluate")
+    return results
+
+
+def decide_outcome(
+    run: Run,
+    candidate: ChampionRecord,
+    champion: ChampionRecord | None,
+    evaluations: list[EvaluationResult],
+) -> PromotionPlan:
+    """Gate the candidate, then plan promote / reject / unchanged / blocked (pure)."""
+    by_role = {e.target.role: e for e in evaluations}
+    champion_eval = by_role["champion"].overall if "champion" in by_role else None
+    decision = decide(by_role["candidate"].overall, champion_eval, run.params.gate)
+    scored = candidate.model_copy(update={"metrics": by_role["candidate"].metrics()})
+    plan = plan_outcome(
+        champion=champion, candidate=scored, decision=decision, ledger=run.registry.ledger()
+    )
+    get_run_logger().info("outcome %s: %s", plan.outcome, plan.reason)
+    return plan
+
+
+def apply_outcome(run: Run, plan: PromotionPlan, champion: ChampionRecord | None) -> None:
+    """Write the champion and ledger, then delete what the plan retires, then announce."""
+    if plan.new_champion is not None:
+        promote_candidate(plan.new_champion, run.runtime, note=plan.reason)
+    for retirement in plan.retire:
+        delete_deployment(retirement.deployment_id, run.runtime, retirement.reason)
+    if plan.announced:
+        announce(
+            plan.outcome,
+            router=run.router,
+            run_id=run.run_id,
+            model_id=plan.candidate.model_id,
+            taxonomy=run.taxonomy.name,
+            metrics=plan.candidate.metrics,
+            previous_champion=champion.model_id if champion else None,
+            summary=plan.reason,
+        )
+
+
+def discard_candidate(run: Run, candidate: ChampionRecord) -> None:
+    """The run failed after deploying: delete the candidate's deployment unless it serves."""
+    current = run.registry.current()
+    if current is None or candidate.deployment_id != current.deployment_id:
+        delete_deployment(candidate.deployment_id, run.runtime, "run failed before its outcome")
+
+
+def finish(
+    run: Run,
+    data: TrainingData,
+    job: JobStatus,
+    evaluations: list[EvaluationResult],
+    plan: PromotionPlan,
+) -> RunSummary:
+    """Assemble the summary and publish the run's artifacts and the ledger."""
+    run.seconds["total"] = round(time.perf_counter() - run.started, 2)
+    current = run.registry.current()
+    candidate = plan.candidate
+    retired = {r.deployment_id for r in plan.retire}
+    summary = RunSummary(
+        router=run.router,
+        taxonomy=run.taxonomy.name,
+        backend=run.backend.name,
+        flow_run_id=run.run_id if run.run_id != "local" else None,
+        dataset=summarise_dataset(
+            train_outputs=data.train_outputs,
+            holdout_outputs=data.holdout_outputs,
+            teacher_calls=data.fresh_teacher_calls,
+            cached_batches=data.cached_batches,
+            split=data.split,
+            train_ref=data.train_ref,
+            holdout_ref=data.holdout_ref,
+        ),
+        job_id=job.job_id,
+        model_id=candidate.model_id,
+        model_uri=run.backend.artifact_uri(candidate.model_id),
+        deployment_id=None if candidate.deployment_id in retired else candidate.deployment_id,
+        evaluations=[EvaluationRow(overall=e.overall, slices=e.slices) for e in evaluations],
+        gate=plan.gate_report(),
+        outcome=plan.outcome,
+        outcome_reason=plan.reason,
+        champion_model_id=current.model_id if current else None,
+        seconds=run.seconds,
+    )
+    publish_run_artifacts(summary, data.split.dedupe_report)
+    publish_ledger(run.router, run.registry.ledger())
     return summary
 
 
-def _generate_batches(
-    batches: list[Any],
-    generate: Any,
-    taxonomy: Taxonomy,
-    version: str,
-    runtime: Runtime,
-    task_runner: Literal["threads", "dask"],
-) -> list[BatchOutput]:
-    """Fan the batches out on the flow's thread pool or on Dask; report progress as they land."""
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _cache_age(params: DistillParams) -> timedelta:
+    return timedelta(days=params.cache_max_age_days)
+
+
+def _request(run: Run, data: TrainingData) -> DistillationRequest:
+    """Job, model name and token derive from the router, the dataset and the backend."""
+    return distillation_request(
+        router=run.router,
+        dataset_sha256=data.train_ref.sha256,
+        training_path=data.train_ref.path,
+        training_uri=data.train_ref.uri,
+        output_prefix=f"jobs-output/{run.router}",
+        taxonomy=run.taxonomy,
+        backend_name=run.backend.name,
+        student_config={"backend": run.params.backend},
+    )
+
+
+def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput], int, int]:
+    """Fan the batches out on threads or Dask; report progress.
+
+    Returns the outputs, the teacher calls this run made, and how many batches came from cache.
+    """
+    batches = list(plan.all_batches)
+    _, results_block = storage_blocks(run.params.storage_block)
+    generate: Any = generate_batch.with_options(
+        result_storage=results_block, cache_expiration=_cache_age(run.params)
+    )
+    teacher = run.backend.teacher_fingerprint(run.taxonomy)
     with (
         StepProgress(
-            "generation-progress", "Generating and labelling batches", len(batches)
+            f"generation-progress-{run.router}", "Generating and labelling batches", len(batches)
         ) as progress,
-        fan_out(task_runner) as runner,
+        fan_out(run.params.task_runner) as runner,
     ):
-        if runner is None:
-            futures = generate.map(
-                batches, unmapped(taxonomy), unmapped(version), unmapped(runtime)
-            )
-        else:
-            futures = runner.map(
-                generate,
-                {
-                    "batch": batches,
-                    "taxonomy": unmapped(taxonomy),
-                    "code_version": unmapped(version),
-                    "runtime": unmapped(runtime),
-                },
-            )
+        shared = {
+            "taxonomy": unmapped(run.taxonomy),
+            "teacher": unmapped(teacher),
+            "code_version": unmapped(code_version()),
+            "runtime": unmapped(run.runtime),
+        }
+        futures: list[PrefectFuture[BatchOutput]] = (
+            generate.map(batches, **shared)
+            if runner is None
+            else runner.map(generate, {"batch": batches, **shared})
+        )
         for _ in as_completed(futures):
             progress.advance()
-        return [f.result() for f in futures]
-
-
-def _champion_model_id(record: ChampionRecord | None) -> str | None:
-    return record.model_id if record else None
-
-
-def _prior(train: Any, taxonomy: Taxonomy) -> ModelTarget:
-    signals = taxonomy.signal_names
-    totals = {s: 0.0 for s in signals}
-    for record in train:
-        for s in signals:
-            totals[s] += record.weights[s]
-    count = max(1, len(train))
-    weights = {s: round(totals[s] / count, 4) for s in signals}
-    drift = round(1.0 - sum(weights.values()), 4)
-    weights[signals[0]] = round(weights[signals[0]] + drift, 4)
-    return ModelTarget(
-        name="prior (training mean)",
-        role="prior",
-        ref=PRIOR_PREFIX + json.dumps(weights),
-        prompt="student",
-        priced_as="local",
-    )
-
-
-def _champion_target(backend: Any, champion: ChampionRecord) -> ModelTarget:
-    target: ModelTarget = backend.target_for_deployment(
-        champion.deployment_id, "champion", f"champion {champion.model_id}"
-    )
-    return target
-
-
-def _metrics(result: EvaluationResult) -> dict[str, Any]:
-    e = result.overall
-    return {
-        "top_signal_accuracy": e.top_signal_accuracy,
-        "mean_rubric": e.mean_rubric,
-        "mean_mae": e.mean_mae,
-        "parse_rate": e.parse_rate,
-        "n": e.n,
-    }
-
-
-def _dataset_summary(
-    train_outputs: list[BatchOutput],
-    holdout_outputs: list[BatchOutput],
-    split: Any,
-    train_ref: Any,
-    holdout_ref: Any,
-) -> DatasetSummary:
-    report = split.dedupe_report
-    exact = {
-        s: sum(int(r["exact_dropped"]) for r in report if r["split"] == s)
-        for s in ("train", "holdout")
-    }
-    near = {
-        s: sum(int(r["near_dropped"]) for r in report if r["split"] == s)
-        for s in ("train", "holdout")
-    }
-    return DatasetSummary(
-        requested_train=split.requested_train,
-        generated_train=sum(len(o.records) for o in train_outputs),
-        generated_holdout=sum(len(o.records) for o in holdout_outputs),
-        teacher_calls=sum(o.teacher_calls for o in train_outputs + holdout_outputs),
-        teacher_invalid_dropped=sum(o.dropped_invalid for o in train_outputs + holdout_outputs),
-        exact_dropped=exact,
-        near_dropped=near,
-        holdout_dropped_near_train=sum(int(r["near_train_dropped"]) for r in report),
-        surplus_trimmed=split.trimmed_surplus,
-        train_records=train_ref.records,
-        holdout_records=holdout_ref.records,
-        holdout_novel_vocabulary=sum(1 for r in split.holdout if r.vocabulary == "heldout"),
-        train_uri=train_ref.uri,
-        holdout_uri=holdout_ref.uri,
-        train_sha256=train_ref.sha256,
-        train_bytes=train_ref.bytes,
-        per_cell=list(report),
-    )
-
-
-def _publish_artifacts(summary: RunSummary, dedupe_report: Any) -> None:
-    create_table_artifact(
-        key="dataset-summary",
-        table=list(dedupe_report),
-        description=f"Generated, deduped and kept queries per cell ({summary.router})",
-    )
-    table = evaluation_table(summary.evaluations)
-    create_table_artifact(
-        key="evaluation",
-        table=table,
-        description="Candidate and baselines on the holdout (reference: teacher)",
-    )
-    checks = "\n".join(
-        f"- {'PASS' if c['passed'] else 'FAIL'} {c['detail']}" for c in summary.gate["checks"]
-    )
-    create_markdown_artifact(
-        key="promotion-report",
-        markdown=f"# Router `{summary.router}`: {summary.outcome}\n\n"
-        f"Model `{summary.model_id}` from job `{summary.job_id}`.\n\n"
-        f"## Gate\n{checks}\n\n## Evaluation\n{markdown_table(table)}\n\n"
-        f"Champion now: `{summary.champion_model_id or 'none'}`\n",
-    )
-    create_link_artifact(
-        key="training-dataset", link=summary.dataset.train_uri, link_text="training JSONL"
-    )
-    if summary.model_uri:
-        create_link_artifact(
-            key="student-model", link=summary.model_uri, link_text="student artifact"
-        )
+        outputs = [f.result() for f in futures]
+    fresh = [f.state.name != "Cached" for f in futures]
+    calls = sum(o.teacher_calls for o, new in zip(outputs, fresh, strict=True) if new)
+    return outputs, calls, fresh.count(False)

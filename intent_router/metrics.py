@@ -153,3 +153,13 @@ def evaluate_outputs(
         cost_per_1k_queries_usd=price.cost(mean_in * 1000, mean_out * 1000),
         priced_as=price.model_id,
     )
+
+
+def training_mean(weights: Sequence[dict[str, float]], signals: Sequence[str]) -> dict[str, float]:
+    """Mean weight per signal, rounded to 4 places and still summing to 1.0."""
+    count = max(1, len(weights))
+    mean = {s: round(sum(w[s] for w in weights) / count, 4) for s in signals}
+    if not weights:
+        mean = {s: round(1.0 / len(signals), 4) for s in signals}
+    mean[signals[0]] = round(mean[signals[0]] + 1.0 - sum(mean.values()), 4)
+    return mean

@@ -112,6 +112,13 @@ class DistillParams(BaseModel):
     job_timeout_minutes: float = Field(
         default=24 * 60, gt=0, le=7 * 24 * 60, description="Give up waiting for a job after this."
     )
+    cache_max_age_days: float = Field(
+        default=30,
+        gt=0,
+        le=3650,
+        description="Reuse cached teacher labels and dedupe results for at most this many days; "
+        "older ones are made again (on Bedrock: paid again).",
+    )
     triggered_by: str = Field(
         default="manual", max_length=200, description="Who or what started the run (ledger)."
     )

@@ -15,7 +15,8 @@ class DatasetSummary(BaseModel):
     requested_train: int
     generated_train: int
     generated_holdout: int
-    teacher_calls: int
+    teacher_calls: int = Field(description="Teacher calls made by this run (not by the cache).")
+    cached_batches: int = Field(default=0, description="Batches reused from the label cache.")
     teacher_invalid_dropped: int
     exact_dropped: dict[str, int]
     near_dropped: dict[str, int]
@@ -52,7 +53,8 @@ class RunSummary(BaseModel):
     deployment_id: str | None
     evaluations: list[EvaluationRow]
     gate: dict[str, Any]
-    outcome: str  # promoted | rejected | unchanged
+    outcome: str  # promoted | rejected | unchanged | blocked
+    outcome_reason: str = ""
     champion_model_id: str | None
     seconds: dict[str, float] = Field(default_factory=dict)
 
@@ -115,8 +117,8 @@ def render_text(summary: RunSummary) -> str:
         "",
         "Dataset",
         f"  generated     {d.generated_train:,} train candidates, {d.generated_holdout:,} holdout "
-        f"candidates ({d.teacher_calls:,} teacher calls this run, "
-        f"{d.teacher_invalid_dropped} invalid answers dropped)",
+        f"candidates ({d.teacher_calls:,} teacher calls this run, {d.cached_batches} batches "
+        f"from the label cache, {d.teacher_invalid_dropped} invalid answers dropped)",
         f"  dedupe        exact: {exact:,} dropped ({_split(d.exact_dropped)}); near-duplicate: "
         f"{near:,} dropped ({_split(d.near_dropped)}); holdout near a training query: "
         f"{d.holdout_dropped_near_train:,}",
@@ -136,7 +138,8 @@ def render_text(summary: RunSummary) -> str:
         _indent(_confusion(summary)),
         "",
         f"Gate: {summary.gate.get('summary', '')}",
-        f"Outcome: {summary.outcome.upper()}; champion is {summary.champion_model_id or 'none'}",
+        f"Outcome: {summary.outcome.upper()} ({summary.outcome_reason}); "
+        f"champion is {summary.champion_model_id or 'none'}",
     ]
     if summary.seconds:
         lines.append(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.dataset import LabelledQuery, content_hash, render_jsonl, training_record
 from intent_router.pricing import BackendLimits
 from intent_router.prompts import student_system_prompt
+from intent_router.report import DatasetSummary
 from intent_router.taxonomy import Taxonomy
 from tasks.generate import BatchOutput
 from tasks.runtime import Runtime
@@ -141,3 +142,44 @@ def build_datasets(
         refs.append(DatasetRef(path=path, uri=uri, sha256=sha, records=count, bytes=len(data)))
         logger.info("stored %s dataset: %d records, %d bytes at %s", name, count, len(data), uri)
     return refs[0], refs[1]
+
+
+def summarise_dataset(
+    *,
+    train_outputs: list[BatchOutput],
+    holdout_outputs: list[BatchOutput],
+    teacher_calls: int,
+    cached_batches: int,
+    split: SplitOutput,
+    train_ref: DatasetRef,
+    holdout_ref: DatasetRef,
+) -> DatasetSummary:
+    """The dataset part of the run summary: generated, dropped per layer, kept, stored."""
+    report = split.dedupe_report
+    outputs = train_outputs + holdout_outputs
+
+    def dropped(column: str) -> dict[str, int]:
+        return {
+            s: sum(int(r[column]) for r in report if r["split"] == s) for s in ("train", "holdout")
+        }
+
+    return DatasetSummary(
+        requested_train=split.requested_train,
+        generated_train=sum(len(o.records) for o in train_outputs),
+        generated_holdout=sum(len(o.records) for o in holdout_outputs),
+        teacher_calls=teacher_calls,
+        cached_batches=cached_batches,
+        teacher_invalid_dropped=sum(o.dropped_invalid for o in outputs),
+        exact_dropped=dropped("exact_dropped"),
+        near_dropped=dropped("near_dropped"),
+        holdout_dropped_near_train=sum(int(r["near_train_dropped"]) for r in report),
+        surplus_trimmed=split.trimmed_surplus,
+        train_records=train_ref.records,
+        holdout_records=holdout_ref.records,
+        holdout_novel_vocabulary=sum(1 for r in split.holdout if r.vocabulary == "heldout"),
+        train_uri=train_ref.uri,
+        holdout_uri=holdout_ref.uri,
+        train_sha256=train_ref.sha256,
+        train_bytes=train_ref.bytes,
+        per_cell=list(report),
+    )

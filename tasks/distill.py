@@ -31,6 +31,7 @@ from intent_router.errors import (
     DistillationJobFailed,
     WaitTimeout,
 )
+from intent_router.journal import RunJournal
 from intent_router.registry import ChampionRecord, ChampionRegistry
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime, retry_if_transient
@@ -139,9 +140,19 @@ def wait_for_job(job_id: str, runtime: Runtime, interval_s: float, timeout_s: fl
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_if_transient,
 )
-def deploy_model(model_id: str, name: str, token: str, runtime: Runtime) -> str:
-    """Create the on-demand deployment, or find the one this token already created."""
-    deployment_id = runtime.backend_client().deploy(model_id, name, token)
+def deploy_model(
+    model_id: str,
+    name: str,
+    token: str,
+    runtime: Runtime,
+    *,
+    run_id: str,
+    tags: dict[str, str],
+) -> str:
+    """Create the on-demand deployment (or find the one this token created) and record it in
+    the run's journal, so clean-up can find it even if this process dies."""
+    deployment_id = runtime.backend_client().deploy(model_id, name, token, tags)
+    RunJournal(runtime.store(), run_id).record_deployment(deployment_id)
     get_run_logger().info("deployment %s for model %s", deployment_id, model_id)
     return deployment_id
 

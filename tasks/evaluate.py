@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
@@ -10,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import Invocation, ModelTarget
 from intent_router.dataset import LabelledQuery
-from intent_router.metrics import ModelEvaluation, evaluate_outputs
+from intent_router.metrics import ModelEvaluation, evaluate_outputs, training_mean
 from intent_router.schema import RoutingDecision
 from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
@@ -27,12 +29,35 @@ def prior_invocations(weights_json: str, n: int) -> list[Invocation]:
     return [Invocation(text=text, latency_s=0.0, input_tokens=0, output_tokens=0)] * n
 
 
+def prior_target(train: Sequence[LabelledQuery], taxonomy: Taxonomy) -> ModelTarget:
+    """The trivial baseline: always answer the training set's mean weights."""
+    weights = training_mean([r.weights for r in train], taxonomy.signal_names)
+    return ModelTarget(
+        name="prior (training mean)",
+        role="prior",
+        ref=PRIOR_PREFIX + json.dumps(weights),
+        prompt="student",
+        priced_as="local",
+    )
+
+
 class EvaluationResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     target: ModelTarget
     overall: ModelEvaluation
     slices: dict[str, ModelEvaluation]
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline figures kept in the ledger and sent with events."""
+        e = self.overall
+        return {
+            "top_signal_accuracy": e.top_signal_accuracy,
+            "mean_rubric": e.mean_rubric,
+            "mean_mae": e.mean_mae,
+            "parse_rate": e.parse_rate,
+            "n": e.n,
+        }
 
 
 @task(

@@ -8,6 +8,7 @@ from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict
 
+from intent_router.backends.base import TeacherFingerprint
 from intent_router.dataset import LabelledQuery
 from intent_router.errors import RouterOutputError
 from intent_router.schema import parse_routing_output
@@ -37,9 +38,17 @@ class BatchOutput(BaseModel):
     retry_condition_fn=retry_if_transient,
 )
 def generate_batch(
-    batch: BatchSpec, taxonomy: Taxonomy, code_version: str, runtime: Runtime
+    batch: BatchSpec,
+    taxonomy: Taxonomy,
+    teacher: TeacherFingerprint,
+    code_version: str,
+    runtime: Runtime,
 ) -> BatchOutput:
-    """Write the batch's queries and label them with the teacher (cached per batch)."""
+    """Write the batch's queries and label them with the teacher (cached per batch).
+
+    The cache key is every input but `runtime`: the batch, the taxonomy, the teacher's
+    fingerprint (backend, model, prompt, label settings), the label code's hash, this source.
+    """
     logger = get_run_logger()
     writer = QueryWriter(taxonomy, batch.vocabulary)
     seen: set[str] = set()

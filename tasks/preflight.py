@@ -9,8 +9,18 @@ from prefect.logging import get_run_logger
 from intent_router.params import DistillParams
 from intent_router.preflight import CostEstimate, check_budget, estimate_cost, format_estimate
 from intent_router.pricing import ModelPrice
+from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime
+
+
+@task(name="check-run-inputs")
+def check_run_inputs(router: str, runtime: Runtime) -> None:
+    """Fail before any paid call if storage cannot be written or the registry is corrupt."""
+    registry = ChampionRegistry(runtime.store(), router)
+    registry.current()  # a corrupt pointer or ledger is an error, never "no champion"
+    registry.ledger()
+    get_run_logger().info("registry of router %s readable", router)
 
 
 @task(name="preflight")

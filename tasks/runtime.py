@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -14,6 +17,7 @@ from blocks.backends import load_backend
 from blocks.storage import local_store, object_store
 from intent_router.backends.base import Backend
 from intent_router.errors import TRANSIENT_AWS_CODES, TransientBackendError
+from intent_router.params import DistillParams
 from intent_router.settings import home
 from intent_router.storage import ObjectStore
 
@@ -25,6 +29,11 @@ class Runtime(BaseModel):
 
     backend: str = "local"
     storage_block: str | None = None
+
+    @classmethod
+    def for_params(cls, params: DistillParams) -> Runtime:
+        """The run's backend and storage references."""
+        return cls(backend=params.backend, storage_block=params.storage_block)
 
     def store(self) -> ObjectStore:
         return _store(self.storage_block, str(home()))
@@ -65,24 +74,57 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient(error if isinstance(error, BaseException) else None)
 
 
+# Modules whose code decides what the teacher is asked and what a label or a split looks like.
+LABEL_CODE_ROOTS = (
+    "intent_router.synthesis",
+    "intent_router.teacher",
+    "intent_router.dedupe",
+    "intent_router.dataset",
+    "intent_router.backends.local",
+    "intent_router.backends.bedrock",
+)
+
+
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """The modules of `package` that the file at `path` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n == package or n.startswith(package + "."))
+    return found
+
+
+def label_code_files() -> list[Path]:
+    """Every file that shapes labels: the roots, what they import from the package (followed
+    transitively), and the package's data files (lexicons, vocabulary, taxonomies)."""
+    pending, seen, files = list(LABEL_CODE_ROOTS), set(), set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        origin = Path(spec.origin)
+        files.add(origin)
+        pending.extend(_imported_modules(origin, "intent_router"))
+    data = Path(str(resources.files("intent_router") / "data"))
+    files.update(p for p in data.rglob("*") if p.is_file())
+    return sorted(files)
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the synthesis and teacher code and data, so caches follow code changes."""
+    """Hash of every file that shapes labels, so caches follow code and data changes."""
+    root = Path(str(resources.files("intent_router"))).parent
     digest = hashlib.sha256()
-    package = resources.files("intent_router")
-    for name in (
-        "synthesis.py",
-        "teacher.py",
-        "text.py",
-        "schema.py",
-        "dedupe.py",
-        "dataset.py",
-        "data/cues.json",
-        "data/vocabulary.json",
-        "data/entities.json",
-    ):
-        item = package / name
-        if item.is_file():
-            digest.update(name.encode())
-            digest.update(item.read_bytes())
+    for path in label_code_files():
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

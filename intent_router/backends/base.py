@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol
@@ -55,6 +56,7 @@ class DeploymentStatus(BaseModel):
     state: DeploymentState
     model_id: str
     failure_message: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict, description="e.g. router and run id.")
 
 
 class DistillationRequest(BaseModel):
@@ -105,6 +107,21 @@ class LabelResult(BaseModel):
     error: str | None = None
 
 
+class TeacherFingerprint(BaseModel):
+    """Everything about the teacher that shapes a label: part of every labelling cache key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str = Field(description="Backend kind, e.g. local or bedrock.")
+    teacher_model_id: str = Field(description="The teacher model (or the local rule teacher).")
+    prompt_sha256: str = Field(description="Hash of the full teacher prompt for the taxonomy.")
+    label_settings: str = Field(description="Labelling settings (tokens, temperature, tries).")
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
 class Backend(Protocol):
     """Operations that differ between production and the embedded default."""
 
@@ -115,12 +132,17 @@ class Backend(Protocol):
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
         """Have the teacher route each query (raw model text, validated by the caller)."""
 
+    def teacher_fingerprint(self, taxonomy: Taxonomy) -> TeacherFingerprint:
+        """What makes this teacher's labels differ from another's (for cache keys)."""
+
     def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
         """Start (or find, by token) the distillation job; return its id."""
 
     def job_status(self, job_id: str) -> JobStatus: ...
 
-    def deploy(self, model_id: str, name: str, token: str) -> str:
+    def deploy(
+        self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
+    ) -> str:
         """Create (or find, by token) an on-demand deployment; return its id."""
 
     def deployment_status(self, deployment_id: str) -> DeploymentStatus:

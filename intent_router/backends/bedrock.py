@@ -26,6 +26,8 @@ from intent_router.backends.base import (
     JobStatus,
     LabelResult,
     ModelTarget,
+    TeacherFingerprint,
+    prompt_hash,
 )
 from intent_router.backends.bedrock_validation import validate_request
 from intent_router.errors import (
@@ -226,6 +228,16 @@ class BedrockBackend:
             query=query, text=None, attempts=self.settings.label_attempts, error=error
         )
 
+    def teacher_fingerprint(self, taxonomy: Taxonomy) -> TeacherFingerprint:
+        s = self.settings
+        return TeacherFingerprint(
+            backend=self.name,
+            teacher_model_id=s.teacher_model_id,
+            prompt_sha256=prompt_hash(teacher_prompt(taxonomy)),
+            label_settings=f"maxTokens={s.label_max_tokens} temperature={s.label_temperature} "
+            f"attempts={s.label_attempts}",
+        )
+
     # -- distillation ------------------------------------------------------------------------
     def job_request(self, request: DistillationRequest) -> dict[str, Any]:
         """The complete CreateModelCustomizationJob request for a distillation."""
@@ -300,7 +312,9 @@ class BedrockBackend:
         )
 
     # -- deployments -------------------------------------------------------------------------
-    def deployment_request(self, model_id: str, name: str, token: str) -> dict[str, Any]:
+    def deployment_request(
+        self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """The complete CreateCustomModelDeployment request (on demand)."""
         params: dict[str, Any] = {
             "modelDeploymentName": name,
@@ -308,15 +322,18 @@ class BedrockBackend:
             "clientRequestToken": token,
             "description": f"router-distill candidate {name}",
         }
-        if self.settings.tags:
-            params["tags"] = [{"key": k, "value": v} for k, v in self.settings.tags.items()]
+        all_tags = {**self.settings.tags, **(tags or {})}
+        if all_tags:
+            params["tags"] = [{"key": k, "value": v} for k, v in all_tags.items()]
         return params
 
-    def deploy(self, model_id: str, name: str, token: str) -> str:
+    def deploy(
+        self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
+    ) -> str:
         response = self._call(
             self.control,
             "create_custom_model_deployment",
-            **self.deployment_request(model_id, name, token),
+            **self.deployment_request(model_id, name, token, tags),
         )
         return str(response["customModelDeploymentArn"])
 

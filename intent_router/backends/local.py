@@ -24,6 +24,8 @@ from intent_router.backends.base import (
     JobStatus,
     LabelResult,
     ModelTarget,
+    TeacherFingerprint,
+    prompt_hash,
 )
 from intent_router.dataset import check_record, check_record_count, parse_jsonl
 from intent_router.errors import (
@@ -91,6 +93,14 @@ class LocalBackend:
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
         teacher = teacher_for(taxonomy)
         return [LabelResult(query=q, text=teacher.label_json(q)) for q in queries]
+
+    def teacher_fingerprint(self, taxonomy: Taxonomy) -> TeacherFingerprint:
+        return TeacherFingerprint(
+            backend=self.name,
+            teacher_model_id="reference-teacher",
+            prompt_sha256=prompt_hash(teacher_prompt(taxonomy)),
+            label_settings="deterministic rules",
+        )
 
     # -- distillation ------------------------------------------------------------------------
     def _job_path(self, job_id: str) -> str:
@@ -197,7 +207,9 @@ class LocalBackend:
     def _deployment_path(self, deployment_id: str) -> str:
         return f"deployments/{deployment_id}.json"
 
-    def deploy(self, model_id: str, name: str, token: str) -> str:
+    def deploy(
+        self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
+    ) -> str:
         deployment_id = f"local-deployment-{_short_hash(token)}"
         path = self._deployment_path(deployment_id)
         with self._lock:
@@ -208,7 +220,11 @@ class LocalBackend:
             if artifact is None:
                 state, failure = DeploymentState.FAILED, f"model artifact for {model_id} missing"
             status = DeploymentStatus(
-                deployment_id=deployment_id, state=state, model_id=model_id, failure_message=failure
+                deployment_id=deployment_id,
+                state=state,
+                model_id=model_id,
+                failure_message=failure,
+                tags=tags or {},
             )
             self.store.write(path, status.model_dump_json(indent=2).encode())
         return deployment_id

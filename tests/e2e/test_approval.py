@@ -1,9 +1,10 @@
-"""The approval gate in the Prefect UI: a paused run of `manual` resumed from the Resume form.
+"""The approval gate in the Prefect UI: a suspended run of `manual` resumed from the Resume form.
 
-The run is created through the REST API with `require_approval`; it pauses before the
-distillation job is submitted (flows/approval.py). The browser opens the flow run, waits for
-Paused, clicks Resume, answers the Approval form (approve on, a reviewer), submits and follows the
-run until the page shows Completed. The outcome is then checked through the API and on disk.
+The run is created through the REST API with `require_approval`; it suspends before the
+distillation job is submitted (flows/approval.py), so its process exits while it waits. The
+browser opens the flow run, waits for Suspended, clicks Resume, answers the Approval form
+(approve on, a reviewer), submits and follows the run, now in a new process, until the page
+shows Completed. The outcome is then checked through the API and on disk.
 
 Same conditions as tests/e2e/test_ui.py (whose marks and helpers this module imports): only with
 `pytest -m e2e`, with Debian's /usr/bin/chromium; the server is the session fixture `stack`.
@@ -34,7 +35,7 @@ pytestmark = e2e_marks  # the e2e mark and the Chromium skip condition of test_u
 
 ROUTER_NAME = "ui-approval"
 REVIEWER = "e2e-reviewer"
-PAUSE_TIMEOUT_MS = 120_000  # from creation to Paused: preflight and data generation run first
+PAUSE_TIMEOUT_MS = 120_000  # from creation to Suspended: preflight and data generation run first
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 APPROVAL_RUN: dict[str, Any] = {
     **TINY_RUN,
@@ -74,8 +75,9 @@ def _approve_in_the_ui(
 ) -> None:
     page.goto(f"{stack.url}/runs/flow-run/{run_id}")
     state = page.locator(".page-heading-flow-run__meta .state-badge").first
-    expect(state).to_have_text(re.compile(r"^\s*Paused\s*$"), timeout=PAUSE_TIMEOUT_MS)
-    phase("run page shows Paused")
+    # A deployment's run suspends: its process exits while it waits (no serve slot held).
+    expect(state).to_have_text(re.compile(r"^\s*Suspended\s*$"), timeout=PAUSE_TIMEOUT_MS)
+    phase("run page shows Suspended")
 
     page.get_by_role("button", name="Resume", exact=True).click()
     dialog = page.get_by_role("dialog").filter(has_text="Resume Flow Run")
@@ -123,6 +125,9 @@ def _assert_outcome(stack: Stack, run_id: str) -> None:
             if len(batch) < 200:
                 break
         assert any(f"approved by {REVIEWER}" in m for m in messages), messages[-20:]
+        assert any("Suspending flow run" in m for m in messages), messages[-20:]
+        states = client.get("/flow_run_states/", params={"flow_run_id": run_id}).json()
+        assert "Suspended" in [s["name"] for s in states]
 
     ledger = stack.home / "store" / "routers" / ROUTER_NAME / "ledger.jsonl"
     assert ledger.is_file(), f"no ledger at {ledger}"

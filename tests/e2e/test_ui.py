@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
 RUN_TIMEOUT_MS = 240_000
 UI_TIMEOUT_MS = 30_000
 ROUTER_NAME = "ui-e2e"
+EVALUATION_KEY = f"evaluation-{ROUTER_NAME}"  # artifact keys are per router
 
 pytestmark = [
     pytest.mark.e2e,
@@ -207,11 +208,11 @@ def _open_run_and_wait(page: Page, run_name: str, shots: Path) -> None:
 def _screenshot_evaluation(page: Page, shots: Path) -> Path:
     page.locator("li.p-tab", has_text="Artifacts").click()
     card = page.locator("a").filter(
-        has=page.locator(".artifact-card__title", has_text=re.compile(r"^\s*evaluation\s*$"))
+        has=page.locator(".artifact-card__title", has_text=re.compile(rf"^\s*{EVALUATION_KEY}\s*$"))
     )
     card.click()
     page.wait_for_url(re.compile(r"/artifacts/artifact/[0-9a-f-]+"))
-    expect(page.get_by_role("link", name="evaluation", exact=True).first).to_be_visible()
+    expect(page.get_by_role("link", name=EVALUATION_KEY, exact=True).first).to_be_visible()
     table = page.locator("table")
     expect(table.locator("tbody tr")).to_have_count(4)  # candidate, teacher, 2 baselines
     expect(table).to_contain_text(f"{ROUTER_NAME}-student")
@@ -257,11 +258,11 @@ def _assert_outcome(stack: Stack, run_name: str) -> None:
             json={
                 "artifacts": {
                     "flow_run_id": {"any_": [run["id"]]},
-                    "key": {"any_": ["evaluation"]},
+                    "key": {"any_": [EVALUATION_KEY]},
                 }
             },
         ).json()
-        assert [a["key"] for a in artifacts] == ["evaluation"], artifacts
+        assert [a["key"] for a in artifacts] == [EVALUATION_KEY], artifacts
 
     ledger = stack.home / "store" / "routers" / ROUTER_NAME / "ledger.jsonl"
     assert ledger.is_file(), f"no ledger at {ledger}"

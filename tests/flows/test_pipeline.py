@@ -78,12 +78,16 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     ]
     train_queries = [json.loads(line)["messages"][0]["content"][0]["text"] for line in train_lines]
     assert leaked_pairs(train_queries, holdout, threshold=params.near_duplicate_threshold) == []
-    for key in ("dataset-summary", "evaluation", "promotion-report", "training-dataset"):
-        assert Artifact.get(key) is not None, key
+    for kind in ("dataset-summary", "evaluation", "promotion-report", "training-dataset"):
+        assert Artifact.get(f"{kind}-default") is not None, kind
+        assert Artifact.get(kind) is None, f"{kind} is not keyed per router"
+    assert first.dataset.cached_batches == 0
 
     teacher_calls.count = 0
     second = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0  # every batch came from the cache
+    assert second.dataset.teacher_calls == 0  # and the summary says so
+    assert second.dataset.cached_batches == SMALL["batches"] + 2  # + the holdout batches
     assert second.model_id == first.model_id
     assert second.outcome == "unchanged"
     assert len(ChampionRegistry(store(router_home), "default").ledger()) == 1
@@ -128,6 +132,7 @@ def test_crash_while_waiting_then_rerun_resumes_from_cache(
     teacher_calls.count = 0
     summary = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0
+    assert summary.dataset.teacher_calls == 0 and summary.dataset.cached_batches > 0
     assert summary.outcome == "promoted"
     assert len(list((router_home / "store" / "jobs").glob("*.json"))) == 1
     assert len(list((router_home / "store" / "deployments").glob("*.json"))) == 1

@@ -146,8 +146,13 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
             "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
         ).json()
         keys = {a["key"] for a in artifacts}
-        assert {"evaluation", "promotion-report", "dataset-summary", "ledger-news-test"} <= keys
-        evaluation = next(a for a in artifacts if a["key"] == "evaluation")
+        assert {
+            "evaluation-news-test",
+            "promotion-report-news-test",
+            "dataset-summary-news-test",
+            "ledger-news-test",
+        } <= keys
+        evaluation = next(a for a in artifacts if a["key"] == "evaluation-news-test")
         roles = {row["role"] for row in json.loads(evaluation["data"])}
         assert {"candidate", "teacher"} <= roles
 
