@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
+import time
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -228,8 +230,9 @@ class ChampionRegistry:
     def _conditional_store(self) -> ConditionalStore:
         store = self.store
         if not isinstance(store, ConditionalStore) or not store.supports_conditional_writes():
+            kind = type(getattr(store, "block", store)).__name__  # BlockStore: name the block
             raise UserInputError(
-                f"storage {type(store).__name__} cannot write the champion ledger safely "
+                f"storage {kind} cannot write the champion ledger safely "
                 "(no conditional writes); use a LocalFileSystem or S3Bucket block"
             )
         return store
@@ -241,7 +244,7 @@ class ChampionRegistry:
         champion (the pointer's when the ledger is empty)."""
         store = self._conditional_store()
         with store.locked(self._lock):
-            for _ in range(MAX_ATTEMPTS):
+            for attempt in range(MAX_ATTEMPTS):
                 versioned = store.read_versioned(self._ledger)
                 data = versioned.data if versioned else b""
                 entries = self._parse_ledger(data) if data else []
@@ -260,6 +263,7 @@ class ChampionRegistry:
                     self._write_pointer(store, entry)
                     return entry
                 logger.debug("ledger of %s changed meanwhile; retrying", self.router)
+                time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))  # jittered backoff
         raise ConcurrentUpdateError(
             f"ledger of {self.router!r} kept changing; gave up after {MAX_ATTEMPTS} attempts"
         )
