@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
+from botocore.exceptions import ClientError
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_aws import S3Bucket
 
 from intent_router.settings import home
-from intent_router.storage import DirectoryStore, ObjectStore
+from intent_router.storage import DirectoryStore, ObjectStore, Versioned
 
 logger = logging.getLogger(__name__)
 
 LOCAL_STORE_BLOCK = "router-distill-store"
 LOCAL_RESULTS_BLOCK = "router-distill-results"
+
+_LOST_RACE_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
+"""S3 answers to a conditional put that lost: 412, 409 (a concurrent conditional write), 404."""
 
 
 def _sync(result: Any) -> Any:
@@ -31,7 +36,10 @@ def _sync(result: Any) -> Any:
 
 
 class BlockStore:
-    """ObjectStore over any Prefect WritableFileSystem block."""
+    """ObjectStore over any Prefect WritableFileSystem block.
+
+    Conditional writes (ConditionalStore) need an S3Bucket block: `write_if` is a put with
+    `IfMatch=<etag>` (replace) or `IfNoneMatch="*"` (create), which S3 checks atomically."""
 
     def __init__(self, block: WritableFileSystem, uri_prefix: str) -> None:
         self.block = block
@@ -65,6 +73,45 @@ class BlockStore:
 
     def uri(self, path: str) -> str:
         return f"{self.uri_prefix}/{path}"
+
+    # -- ConditionalStore ----------------------------------------------------------------------
+    def supports_conditional_writes(self) -> bool:
+        return isinstance(self.block, S3Bucket)
+
+    def _s3(self) -> tuple[S3Bucket, Any]:
+        if not isinstance(self.block, S3Bucket):
+            raise NotImplementedError(
+                f"conditional writes to a {type(self.block).__name__} block are not supported; "
+                "keep the champion registry in an S3Bucket or LocalFileSystem block"
+            )
+        return self.block, cast(Any, self.block)._get_s3_client()
+
+    def read_versioned(self, path: str) -> Versioned | None:
+        block, client = self._s3()
+        try:
+            response = client.get_object(Bucket=block.bucket_name, Key=block._resolve_path(path))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return Versioned(cast(bytes, response["Body"].read()), cast(str, response["ETag"]))
+
+    def write_if(self, path: str, data: bytes, version: str | None) -> bool:
+        block, client = self._s3()
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            client.put_object(
+                Bucket=block.bucket_name, Key=block._resolve_path(path), Body=data, **condition
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in _LOST_RACE_CODES:
+                return False
+            raise
+        return True
+
+    def locked(self, path: str) -> AbstractContextManager[None]:
+        """No lock: S3's conditional puts serialise writers."""
+        return nullcontext()
 
 
 def _save_local(name: str, folder: str) -> LocalFileSystem:

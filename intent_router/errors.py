@@ -23,6 +23,18 @@ class UserInputError(RouterDistillError):
     """Bad input from the user (taxonomy, parameters, query, file). CLI exit code 2."""
 
 
+class CorruptStateError(UserInputError):
+    """Stored state (champion pointer, ledger, model artifact, storage folder) is unreadable."""
+
+
+class ModelArtifactError(CorruptStateError):
+    """A model's stored artifact is missing or cannot be loaded; names the artifact."""
+
+
+class ConcurrentUpdateError(RouterDistillError):
+    """A conditional write kept losing to other writers after the bounded retries."""
+
+
 class TaxonomyError(UserInputError):
     """A taxonomy is malformed: unknown signal, empty values, attribute pointing nowhere."""
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from intent_router.gate import GateConfig
+from intent_router.registry import ROUTER_NAME_PATTERN
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
 
 
@@ -49,7 +50,7 @@ class DistillParams(BaseModel):
     )
     router_name: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9][a-z0-9-]{0,47}$",
+        pattern=ROUTER_NAME_PATTERN,
         description="Champion and ledger are kept per router name (default: the taxonomy name).",
     )
     train_count: int = Field(

@@ -321,24 +321,27 @@ def _read_queries(items: list[str]) -> list[str]:
 
 def _route(args: argparse.Namespace) -> int:
     from intent_router.backends.local import LocalBackend, student_decision
-    from intent_router.registry import ChampionRegistry
+    from intent_router.errors import UserInputError
+    from intent_router.registry import ChampionRegistry, check_router_name
     from intent_router.settings import home
     from intent_router.storage import DirectoryStore
     from intent_router.text import check_query
 
     try:
+        check_router_name(args.router)
         queries = _read_queries(args.queries)
-    except ValueError as error:
+        store = DirectoryStore(home() / "store")
+        champion = ChampionRegistry(store, args.router).current()
+        if champion is None:
+            _error(
+                f"no router has been promoted yet for '{args.router}'; "
+                "run `router-distill run` first"
+            )
+            return EXIT_FAILED
+        student = LocalBackend(store).load_student(champion.model_id)
+    except (ValueError, UserInputError) as error:  # incl. CorruptStateError, ModelArtifactError
         _error(str(error))
         return EXIT_USAGE
-    store = DirectoryStore(home() / "store")
-    champion = ChampionRegistry(store, args.router).current()
-    if champion is None:
-        _error(
-            f"no router has been promoted yet for '{args.router}'; run `router-distill run` first"
-        )
-        return EXIT_FAILED
-    student = LocalBackend(store).load_student(champion.model_id)
     status = EXIT_OK
     for number, raw in enumerate(queries, start=1):
         try:
@@ -366,8 +369,10 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    from intent_router.registry import ChampionRegistry
+    """The router's registry; UserInputError for a bad router name or storage root."""
+    from intent_router.registry import ChampionRegistry, check_router_name
 
+    check_router_name(args.router)  # before any storage or Prefect API is touched
     if args.storage_block:  # loading a block needs the Prefect API
         from tasks.runtime import Runtime
 
@@ -378,7 +383,13 @@ def _registry(args: argparse.Namespace) -> Any:
 
 
 def _champion(args: argparse.Namespace) -> int:
-    current = _registry(args).current()
+    from intent_router.errors import UserInputError
+
+    try:
+        current = _registry(args).current()
+    except UserInputError as error:  # incl. CorruptStateError
+        _error(str(error))
+        return EXIT_USAGE
     if current is None:
         _error(f"no router has been promoted yet for '{args.router}'")
         return EXIT_FAILED
@@ -387,9 +398,14 @@ def _champion(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
+    from intent_router.errors import UserInputError
     from intent_router.report import format_table
 
-    entries = _registry(args).ledger()
+    try:
+        entries = _registry(args).ledger()
+    except UserInputError as error:  # incl. CorruptStateError
+        _error(str(error))
+        return EXIT_USAGE
     if not entries:
         print(f"no promotions yet for '{args.router}'")
         return EXIT_OK
@@ -412,14 +428,17 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from intent_router.errors import UserInputError
+    from intent_router.errors import ConcurrentUpdateError, UserInputError
 
-    registry = _registry(args)
     try:
+        registry = _registry(args)
         entry = registry.rollback(args.to_entry)
-    except UserInputError as error:
+    except UserInputError as error:  # incl. CorruptStateError
         _error(str(error))
         return EXIT_USAGE
+    except ConcurrentUpdateError as error:
+        _error(str(error))
+        return EXIT_FAILED
     print(
         f"champion of '{args.router}' is now {entry.champion.model_id} "
         f"(ledger entry {entry.entry}, was {entry.previous_model_id}); if its deployment was "

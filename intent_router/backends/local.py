@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ from intent_router.dataset import check_record, check_record_count, parse_jsonl
 from intent_router.errors import (
     DatasetRuleError,
     DeploymentNotFound,
+    ModelArtifactError,
     RouterOutputError,
     UserInputError,
 )
@@ -244,10 +246,17 @@ class LocalBackend:
     def load_student(self, model_id: str) -> HashedNgramStudent:
         with self._lock:
             if model_id not in self._students:
-                data = self.store.read(self.artifact_path(model_id))
+                path = self.artifact_path(model_id)
+                data = self.store.read(path)
                 if data is None:
-                    raise KeyError(f"model artifact for {model_id} not found")
-                self._students[model_id] = HashedNgramStudent.from_bytes(data)
+                    raise ModelArtifactError(f"model artifact {path} of {model_id} is missing")
+                try:
+                    self._students[model_id] = HashedNgramStudent.from_bytes(data)
+                except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+                    problem = " ".join(str(error).split())[:160] or type(error).__name__
+                    raise ModelArtifactError(
+                        f"model artifact {path} of {model_id} is corrupt ({problem})"
+                    ) from None
             return self._students[model_id]
 
     def _answer_fn(self, target: ModelTarget, taxonomy: Taxonomy) -> Callable[[str], str]:

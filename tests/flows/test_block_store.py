@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from prefect.filesystems import LocalFileSystem
 from prefect_aws import AwsCredentials, S3Bucket
 
 from blocks.storage import BlockStore
+from intent_router.errors import UserInputError
+from intent_router.registry import ChampionRecord, ChampionRegistry
 
 
 @pytest.fixture
@@ -38,3 +46,84 @@ def test_s3_block_store_round_trip_missing_and_delete(bucket: S3Bucket) -> None:
     assert keys == ["f/routers/x/champion.json"]
     store.delete("routers/x/champion.json")
     assert store.read("routers/x/champion.json") is None
+
+
+def _record(model_id: str) -> ChampionRecord:
+    return ChampionRecord(
+        router="default",
+        model_id=model_id,
+        deployment_id=f"dep-{model_id}",
+        run_id=f"run-{model_id}",
+        taxonomy="default",
+        signals=("visual", "audio", "transcription", "metadata"),
+        metrics={"top_signal_accuracy": 0.95},
+        promoted_at="2026-11-01T00:00:00+00:00",
+    )
+
+
+@pytest.fixture
+def atomic_moto_puts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto checks If-Match / If-None-Match and then stores, unlocked; S3 does both atomically."""
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    original = S3Response.put_object
+
+    def put_object(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    monkeypatch.setattr(S3Response, "put_object", put_object)
+
+
+def test_s3_conditional_writes_create_once_and_replace_only_an_unchanged_object(
+    bucket: S3Bucket,
+) -> None:
+    store = BlockStore(bucket, "s3://store-test/f")
+    assert store.supports_conditional_writes()
+    assert store.read_versioned("k.json") is None
+
+    assert store.write_if("k.json", b"one", None) is True
+    assert store.write_if("k.json", b"two", None) is False
+    first = store.read_versioned("k.json")
+    assert first is not None and first.data == b"one"
+    assert store.write_if("k.json", b"two", first.version) is True
+    assert store.write_if("k.json", b"three", first.version) is False
+    assert store.read("k.json") == b"two"
+
+
+def test_threads_racing_on_an_s3_ledger_get_unique_contiguous_entries(
+    bucket: S3Bucket, atomic_moto_puts: None
+) -> None:
+    store = BlockStore(bucket, "s3://store-test/f")
+    registry = ChampionRegistry(store, "default")
+    registry.promote(_record("seed"))
+    workers, per_worker = 4, 8
+    start = threading.Barrier(workers)
+
+    def work(worker: int) -> int:
+        start.wait()
+        for i in range(per_worker):
+            ChampionRegistry(store, "default").promote(_record(f"w{worker}-m{i}"))
+        return per_worker
+
+    with ThreadPoolExecutor(workers) as pool:
+        done = sum(pool.map(work, range(workers)))
+
+    entries = registry.ledger()
+    assert [e.entry for e in entries] == list(range(1, done + 2))
+    for before, after in itertools.pairwise(entries):
+        assert after.previous_model_id == before.champion.model_id
+    assert registry.current() == entries[-1].champion
+    registry.check()
+
+
+def test_a_non_s3_block_cannot_change_the_registry(tmp_path: Path) -> None:
+    store = BlockStore(LocalFileSystem(basepath=str(tmp_path)), "local")
+    registry = ChampionRegistry(store, "default")
+
+    assert not store.supports_conditional_writes()
+    with pytest.raises(UserInputError, match="storage LocalFileSystem cannot write"):
+        registry.check()
+    with pytest.raises(NotImplementedError, match="conditional writes to a LocalFileSystem"):
+        store.write_if("k", b"x", None)
