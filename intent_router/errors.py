@@ -84,7 +84,3 @@ class WaitTimeout(RouterDistillError):
 
 class TransientBackendError(RouterDistillError):
     """A failure worth retrying (throttling, a model not ready, a 5xx)."""
-
-
-class CorruptStateError(UserInputError):
-    """Stored state (champion pointer, ledger, a run's journal) is unreadable; names the file."""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from intent_router.gate import GateDecision
-from intent_router.registry import ChampionRecord, LedgerEntry
+from intent_router.registry import ChampionRecord, LedgerEntry, rolled_back_models
 
 Outcome = Literal["promoted", "rejected", "unchanged", "blocked"]
 
@@ -55,11 +55,6 @@ class PromotionPlan(BaseModel):
             "summary": self.decision.summary,
             "checks": [c.model_dump() for c in self.decision.checks],
         }
-
-
-def rolled_back_models(ledger: Sequence[LedgerEntry]) -> set[str]:
-    """Models an operator rolled away from: a run may not promote them again."""
-    return {e.previous_model_id for e in ledger if e.action == "rollback" and e.previous_model_id}
 
 
 def deployments_since_last_promotion(ledger: Sequence[LedgerEntry]) -> list[str]:

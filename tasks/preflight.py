@@ -17,10 +17,12 @@ from tasks.runtime import Runtime
 @task(name="check-run-inputs")
 def check_run_inputs(router: str, runtime: Runtime) -> None:
     """Fail before any paid call if storage cannot be written or the registry is corrupt."""
-    registry = ChampionRegistry(runtime.store(), router)
-    registry.current()  # a corrupt pointer or ledger is an error, never "no champion"
-    registry.ledger()
-    get_run_logger().info("registry of router %s readable", router)
+    store = runtime.store()
+    check_writable(store)
+    # A corrupt pointer or ledger is an error, never "no champion"; the store must support
+    # the ledger's conditional writes.
+    ChampionRegistry(store, router).check()
+    get_run_logger().info("storage writable, registry of router %s readable", router)
 
 
 @task(name="preflight")
