@@ -302,21 +302,38 @@ def _write_failure(path: Path | None, error: BaseException, outcome: str = "fail
         )
 
 
-def _read_queries(items: list[str]) -> list[str]:
+def _decode(raw: bytes) -> str:
+    """UTF-8 text, or ValueError naming the first bad byte and where it is."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start]
+        raise ValueError(f"is not UTF-8 (bad byte 0x{bad:02x} at byte {error.start + 1})") from None
+
+
+def _read_queries(items: list[str]) -> tuple[list[str], list[str]]:
+    """Queries from arguments and stdin ('-'), plus one error per argument or line not UTF-8."""
     queries: list[str] = []
-    for item in items:
-        if item == "-":
-            data = sys.stdin.buffer.read()
+    errors: list[str] = []
+    for position, item in enumerate(items, start=1):
+        if item != "-":
+            try:  # undecodable argument bytes arrive as lone surrogates (surrogateescape)
+                queries.append(_decode(item.encode("utf-8", "surrogateescape")))
+            except ValueError as error:
+                errors.append(f"argument {position} {error}")
+            except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+                errors.append(f"argument {position} is not UTF-8")
+            continue
+        data = sys.stdin.buffer.read().removeprefix(b"\xef\xbb\xbf")  # drop a byte order mark
+        for number, raw in enumerate(data.split(b"\n"), start=1):
             try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f"standard input is not UTF-8 (bad byte at offset {error.start})"
-                ) from None
-            queries += [line for line in text.splitlines() if line.strip()]
-        else:
-            queries.append(item)
-    return queries
+                line = _decode(raw.removesuffix(b"\r"))
+            except ValueError as error:
+                errors.append(f"standard input line {number} {error}")
+                continue
+            if line.strip():
+                queries.append(line)
+    return queries, errors
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -326,10 +343,10 @@ def _route(args: argparse.Namespace) -> int:
     from intent_router.storage import DirectoryStore
     from intent_router.text import check_query
 
-    try:
-        queries = _read_queries(args.queries)
-    except ValueError as error:
-        _error(str(error))
+    queries, unreadable = _read_queries(args.queries)
+    for message in unreadable:
+        _error(message)
+    if unreadable and not queries:
         return EXIT_USAGE
     store = DirectoryStore(home() / "store")
     champion = ChampionRegistry(store, args.router).current()
@@ -339,7 +356,7 @@ def _route(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     student = LocalBackend(store).load_student(champion.model_id)
-    status = EXIT_OK
+    status = EXIT_USAGE if unreadable else EXIT_OK
     for number, raw in enumerate(queries, start=1):
         try:
             query = check_query(raw)
