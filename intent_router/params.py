@@ -14,7 +14,7 @@ from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
 class DistillParams(BaseModel):
     """Distill the teacher into a student router and promote it if it routes well enough."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     taxonomy: str = Field(
         default="default",
@@ -117,10 +117,15 @@ class DistillParams(BaseModel):
         if not value:
             raise ValueError("taxonomy must name a built-in taxonomy or a file")
         looks_like_path = value.endswith((".yaml", ".yml", ".json")) or "/" in value
+        builtin = value in builtin_taxonomy_names()
+        if (looks_like_path or not builtin) and Path(value).is_dir():
+            raise ValueError(f"taxonomy {value!r} is a directory, not a taxonomy file")
         if looks_like_path:
-            if not Path(value).is_file():
+            if not Path(value).exists():
                 raise ValueError(f"taxonomy file {value!r} does not exist")
-        elif value not in builtin_taxonomy_names():
+            if not Path(value).is_file():
+                raise ValueError(f"taxonomy {value!r} is not a regular file")
+        elif not builtin:
             raise ValueError(
                 f"no built-in taxonomy named {value!r}; available: "
                 f"{', '.join(builtin_taxonomy_names())} (or give a .yaml/.json path)"
