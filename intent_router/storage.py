@@ -6,9 +6,13 @@ domain and its tests use DirectoryStore directly.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import Protocol
+
+from intent_router.errors import UserInputError
 
 
 class ObjectStore(Protocol):
@@ -54,3 +58,19 @@ class DirectoryStore:
 
     def uri(self, path: str) -> str:
         return self._path(path).as_uri()
+
+
+def check_writable(store: ObjectStore) -> None:
+    """Write and delete a small probe object; UserInputError naming the root when that fails."""
+    probe = f".probe/{uuid.uuid4().hex}"
+    try:
+        store.write(probe, b"router-distill write probe\n")
+        with contextlib.suppress(NotImplementedError):  # such a store keeps the tiny probe
+            store.delete(probe)
+    except Exception as error:  # OSError locally; botocore's ClientError on S3
+        reason = (
+            f"{error.strerror} ({error.filename})"
+            if isinstance(error, OSError) and error.strerror
+            else f"{type(error).__name__}: {error}"
+        )
+        raise UserInputError(f"storage root {store.uri('')} is not writable: {reason}") from None
