@@ -269,6 +269,11 @@ def _run(args: argparse.Namespace) -> int:
         params = run_params(args)
         if params.taxonomy_definition is None:
             resolve_taxonomy(params.taxonomy)  # fail fast, before Prefect starts
+        if not args.dry_run and params.backend == "local":
+            from intent_router.dataset import check_record_count
+            from intent_router.pricing import LOCAL_LIMITS
+
+            check_record_count(params.train_count, LOCAL_LIMITS)
         if not args.dry_run and params.storage_block is None:
             _check_local_storage()  # before the first teacher call, not after it
     except UserInputError as error:

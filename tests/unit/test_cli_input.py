@@ -321,3 +321,23 @@ def test_check_writable_names_the_root_and_os_error_when_read_only(tmp_path: Pat
             check_writable(DirectoryStore(root))
     finally:
         root.chmod(0o755)
+
+
+def test_backend_aws_in_the_params_file_means_the_saved_aws_blocks(tmp_path: Path) -> None:
+    from blocks.create import AWS_BACKEND_REF, AWS_STORAGE_REF
+
+    file = write_json(tmp_path / "p.json", '{"backend": "aws", "train_count": 300}')
+
+    params = params_for("--params-json", str(file))
+
+    assert (params.backend, params.storage_block) == (AWS_BACKEND_REF, AWS_STORAGE_REF)
+
+
+def test_a_count_the_local_backend_cannot_train_stops_before_the_flow(
+    router_home: Path, capsys: pytest.CaptureFixture[str], no_flow: list[object]
+) -> None:
+    assert main(["run", "--train-count", "50"]) == 2
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert "50 training records is outside what backend 'local' accepts" in line
+    assert not no_flow
