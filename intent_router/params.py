@@ -18,10 +18,15 @@ def check_taxonomy_ref(value: str) -> str:
     if not value:
         raise ValueError("taxonomy must name a built-in taxonomy or a file")
     looks_like_path = value.endswith((".yaml", ".yml", ".json")) or "/" in value
+    builtin = value in builtin_taxonomy_names()
+    if (looks_like_path or not builtin) and Path(value).is_dir():
+        raise ValueError(f"taxonomy {value!r} is a directory, not a taxonomy file")
     if looks_like_path:
-        if not Path(value).is_file():
+        if not Path(value).exists():
             raise ValueError(f"taxonomy file {value!r} does not exist")
-    elif value not in builtin_taxonomy_names():
+        if not Path(value).is_file():
+            raise ValueError(f"taxonomy {value!r} is not a regular file")
+    elif not builtin:
         raise ValueError(
             f"no built-in taxonomy named {value!r}; available: "
             f"{', '.join(builtin_taxonomy_names())} (or give a .yaml/.json path)"
@@ -37,7 +42,7 @@ TaxonomyRef = Annotated[str, AfterValidator(check_taxonomy_ref)]
 class DistillParams(BaseModel):
     """Distill the teacher into a student router and promote it if it routes well enough."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     taxonomy: TaxonomyRef = Field(
         default="default",

@@ -11,6 +11,7 @@ versioned read and a compare-and-swap write (`write_if`), plus an optional advis
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -20,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from intent_router.errors import CorruptStateError
+from intent_router.errors import CorruptStateError, UserInputError
 
 
 class ObjectStore(Protocol):
@@ -167,3 +168,19 @@ class DirectoryStore:
 
     def supports_conditional_writes(self) -> bool:
         return True
+
+
+def check_writable(store: ObjectStore) -> None:
+    """Write and delete a small probe object; UserInputError naming the root when that fails."""
+    probe = f".probe/{uuid.uuid4().hex}"
+    try:
+        store.write(probe, b"router-distill write probe\n")
+        with contextlib.suppress(NotImplementedError):  # such a store keeps the tiny probe
+            store.delete(probe)
+    except Exception as error:  # OSError locally; botocore's ClientError on S3
+        reason = (
+            f"{error.strerror} ({error.filename})"
+            if isinstance(error, OSError) and error.strerror
+            else f"{type(error).__name__}: {error}"
+        )
+        raise UserInputError(f"storage root {store.uri('')} is not writable: {reason}") from None

@@ -9,18 +9,72 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from intent_router.errors import TaxonomyError
+from intent_router.text import has_control_characters
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 BUILTIN_SIGNALS = ("visual", "audio", "transcription", "metadata")
+
+# Limits. A generated query is at most a few signal phrases (vocabulary items are under 50
+# characters, cues and values at most MAX_VALUE_CHARS) plus one attribute phrasing with at most
+# MAX_PHRASING_SLOTS slots filled: under 1,300 characters, well below text.MAX_QUERY_CHARS
+# (tests/unit/test_taxonomy.py writes queries from a taxonomy at every limit).
+MAX_TAXONOMY_FILE_BYTES = 1_000_000
+MAX_SIGNALS = 16
+MAX_ATTRIBUTES = 64
+MAX_VALUES_PER_ATTRIBUTE = 500
+MAX_VALUE_CHARS = 80
+MAX_CUES_PER_SIGNAL = 500
+MAX_PHRASINGS_PER_ATTRIBUTE = 50
+MAX_PHRASING_CHARS = 200
+MAX_PHRASING_SLOTS = 4
+
+VOCABULARY_SLOTS = frozenset(
+    {
+        *("object", "scene", "action", "action_bare", "time", "sound", "music", "speaker"),
+        *("speech_verb", "line", "topic", "person", "title", "brand", "genre", "entities"),
+        *("cue_visual", "cue_audio", "cue_transcription", "cue_metadata", "year", "n", "m"),
+    }
+)
+"""Slots query synthesis fills from its vocabulary (intent_router/synthesis.py QueryWriter)."""
+
+_SLOT = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_VALUE_CHARS)]
+Phrasing = Annotated[str, StringConstraints(max_length=MAX_PHRASING_CHARS)]
+
+
+def _check_text(kind: str, items: tuple[str, ...]) -> None:
+    for item in items:
+        if has_control_characters(item):
+            raise ValueError(f"{kind} {item!r} contains control characters")
+
+
+def phrasing_slots(phrasing: str) -> list[str]:
+    """The slot names of a phrasing; ValueError when its braces are not all `{name}` slots."""
+    if "{" in _SLOT.sub("", phrasing) or "}" in _SLOT.sub("", phrasing):
+        raise ValueError(
+            f"phrasing {phrasing!r} has unbalanced braces or a malformed slot; "
+            "slots look like {value} or {attribute_name}"
+        )
+    return _SLOT.findall(phrasing)
 
 
 class Signal(BaseModel):
@@ -32,10 +86,19 @@ class Signal(BaseModel):
     description: str = Field(
         min_length=3, max_length=400, description="What the signal covers; shown to the teacher."
     )
-    cues: tuple[str, ...] = Field(
+    cues: tuple[Phrase, ...] = Field(
         default=(),
+        max_length=MAX_CUES_PER_SIGNAL,
         description="Extra lowercase cue phrases for this signal (added to the built-in lexicon).",
     )
+
+    @field_validator("cues")
+    @classmethod
+    def _cues_printable(cls, cues: tuple[str, ...]) -> tuple[str, ...]:
+        _check_text("cue", cues)
+        if any(not c for c in cues):
+            raise ValueError("cues must not contain empty strings")
+        return cues
 
 
 class Attribute(BaseModel):
@@ -46,13 +109,17 @@ class Attribute(BaseModel):
     name: Annotated[
         str, Field(pattern=NAME_PATTERN, description="Identifier, e.g. 'camera_angle'.")
     ]
-    values: tuple[str, ...] = Field(description="Values a query may mention, e.g. 'overhead shot'.")
+    values: tuple[Phrase, ...] = Field(
+        max_length=MAX_VALUES_PER_ATTRIBUTE,
+        description="Values a query may mention, e.g. 'overhead shot'.",
+    )
     informs: dict[str, float] = Field(
         description="Signal -> affinity (0-1]: how strongly a mention of this attribute points "
         "at each signal."
     )
-    phrasings: tuple[str, ...] = Field(
+    phrasings: tuple[Phrasing, ...] = Field(
         default=(),
+        max_length=MAX_PHRASINGS_PER_ATTRIBUTE,
         description="Optional query templates with a {value} slot, e.g. 'clips shot from {value}'.",
     )
 
@@ -64,9 +131,13 @@ class Attribute(BaseModel):
             raise ValueError("values must not be empty")
         if any(not v for v in cleaned):
             raise ValueError("values must not contain empty strings")
+        _check_text("value", cleaned)
+        braced = [v for v in cleaned if "{" in v or "}" in v]
+        if braced:
+            raise ValueError(f"value {braced[0]!r} contains a brace; braces mark phrasing slots")
         lowered = [v.lower() for v in cleaned]
         if len(set(lowered)) != len(lowered):
-            dupes = sorted({v for v in lowered if lowered.count(v) > 1})
+            dupes = sorted(v for v, n in Counter(lowered).items() if n > 1)
             raise ValueError(f"duplicate values: {', '.join(dupes)}")
         return cleaned
 
@@ -83,9 +154,16 @@ class Attribute(BaseModel):
     @field_validator("phrasings")
     @classmethod
     def _phrasings_have_slot(cls, phrasings: tuple[str, ...]) -> tuple[str, ...]:
+        _check_text("phrasing", phrasings)
         for phrasing in phrasings:
-            if "{value}" not in phrasing:
+            slots = phrasing_slots(phrasing)
+            if "value" not in slots:
                 raise ValueError(f"phrasing {phrasing!r} has no {{value}} slot")
+            if len(slots) > MAX_PHRASING_SLOTS:
+                raise ValueError(
+                    f"phrasing {phrasing!r} has {len(slots)} slots; the limit is "
+                    f"{MAX_PHRASING_SLOTS}"
+                )
         return phrasings
 
 
@@ -97,8 +175,12 @@ class Taxonomy(BaseModel):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$")] = Field(
         description="Taxonomy name; also the default router name."
     )
-    signals: tuple[Signal, ...] = Field(min_length=2, description="Signals the router weighs.")
-    attributes: tuple[Attribute, ...] = Field(min_length=1, description="Catalogue attributes.")
+    signals: tuple[Signal, ...] = Field(
+        min_length=2, max_length=MAX_SIGNALS, description="Signals the router weighs."
+    )
+    attributes: tuple[Attribute, ...] = Field(
+        min_length=1, max_length=MAX_ATTRIBUTES, description="Catalogue attributes."
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Taxonomy:
@@ -117,6 +199,16 @@ class Taxonomy(BaseModel):
                     f"attribute {attribute.name!r} informs unknown signal(s) {unknown}; "
                     f"known signals: {names}"
                 )
+        known = VOCABULARY_SLOTS | set(attr_names) | {"value"}
+        for attribute in self.attributes:
+            for phrasing in attribute.phrasings:
+                unknown = sorted(set(phrasing_slots(phrasing)) - known)
+                if unknown:
+                    raise ValueError(
+                        f"attribute {attribute.name!r}: phrasing {phrasing!r} uses unknown "
+                        f"slot(s) {', '.join(unknown)}; use {{value}}, another attribute's "
+                        f"name or one of {', '.join(sorted(VOCABULARY_SLOTS))}"
+                    )
         return self
 
     @property
@@ -157,10 +249,17 @@ def taxonomy_from_mapping(data: Any, source: str = "(inline)") -> Taxonomy:
 def load_taxonomy(path: str | Path) -> Taxonomy:
     """Load a taxonomy from a .yaml/.yml/.json file."""
     file = Path(path)
+    if file.is_dir():
+        raise TaxonomyError(f"taxonomy {file} is a directory, not a taxonomy file")
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_TAXONOMY_FILE_BYTES + 1)
     except OSError as error:
         raise TaxonomyError(f"cannot read taxonomy file {file}: {error.strerror}") from None
+    if len(raw) > MAX_TAXONOMY_FILE_BYTES:
+        raise TaxonomyError(
+            f"taxonomy file {file} is larger than the limit of {MAX_TAXONOMY_FILE_BYTES:,} bytes"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

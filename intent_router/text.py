@@ -8,6 +8,10 @@ import unicodedata
 MAX_QUERY_CHARS = 2_000
 _NON_WORD = re.compile(r"[^\w'\- ]+", re.UNICODE)
 _SPACES = re.compile(r"\s+")
+# C0/C1 controls (NUL, ESC of ANSI sequences, DEL, ...), line/paragraph separators and the bidi
+# embedding/override/isolate characters that can make a printed query lie about its content.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{3,})[\"“”]|(?<!\w)['‘]([^'‘’]{3,}?)['’](?!\w)")
 
 
@@ -24,11 +28,33 @@ def quoted_spans(text: str) -> list[str]:
     return [a or b for a, b in _QUOTED.findall(text)]
 
 
+def has_control_characters(text: str) -> bool:
+    """True when text holds a control character (tab excluded) or a lone surrogate."""
+    return bool(_CONTROL.search(text) or _SURROGATE.search(text))
+
+
+def escape_controls(text: str) -> str:
+    """Text safe to print on a terminal: control characters as \\xNN / \\uNNNN escapes."""
+    return _SURROGATE.sub(
+        lambda m: f"\\u{ord(m.group()):04x}",
+        _CONTROL.sub(lambda m: repr(m.group())[1:-1], text.replace("\t", "\\t")),
+    )
+
+
 def check_query(query: object) -> str:
-    """Return a cleaned query or raise ValueError naming the problem."""
+    """Return a cleaned query (tabs become spaces) or raise ValueError naming the problem."""
     if not isinstance(query, str):
         raise ValueError(f"query must be text, got {type(query).__name__}")
+    if _SURROGATE.search(query):
+        raise ValueError("query is not valid UTF-8")
     cleaned = query.strip()
+    control = _CONTROL.search(cleaned)
+    if control:
+        raise ValueError(
+            f"query contains control characters (U+{ord(control.group()):04X} at position "
+            f"{control.start() + 1})"
+        )
+    cleaned = cleaned.replace("\t", " ")
     if not cleaned:
         raise ValueError("query is empty")
     if len(cleaned) > MAX_QUERY_CHARS:

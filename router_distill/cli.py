@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,30 +16,41 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (float() alone accepts 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Flags default to None: only flags given explicitly override --params-json, and the
+    # defaults themselves come from DistillParams (run_params).
     run = sub.add_parser("run", help="run the whole distillation pipeline (default: offline)")
     run.add_argument(
-        "--taxonomy",
-        default="default",
-        help="built-in taxonomy name or a YAML/JSON file (default: default)",
+        "--taxonomy", help="built-in taxonomy name or a YAML/JSON file (default: default)"
     )
     run.add_argument("--router", dest="router_name", help="router name (default: taxonomy name)")
-    run.add_argument("--train-count", type=int, default=10_000, help="training examples")
-    run.add_argument("--holdout-count", type=int, default=1_000, help="holdout queries")
-    run.add_argument("--batches", type=int, default=24, help="generation batches")
-    run.add_argument("--seed", type=int, default=7, help="synthesis seed")
+    run.add_argument("--train-count", type=int, help="training examples (default: 10000)")
+    run.add_argument("--holdout-count", type=int, help="holdout queries (default: 1000)")
+    run.add_argument("--batches", type=int, help="generation batches (default: 24)")
+    run.add_argument("--seed", type=int, help="synthesis seed (default: 7)")
     run.add_argument(
-        "--backend", default="local", help="'local' or a saved backend block 'slug/name'"
+        "--backend", help="'local' (default), 'aws' or a saved backend block 'slug/name'"
     )
     run.add_argument("--storage-block", help="saved file-system block 'slug/name'")
-    run.add_argument("--triggered-by", default="cli", help="recorded in the promotion ledger")
+    run.add_argument("--triggered-by", help="recorded in the promotion ledger (default: cli)")
     run.add_argument(
         "--params-json", type=Path, help="JSON file with flow parameters (flags override it)"
     )
     run.add_argument("--report-json", type=Path, help="also write the summary as JSON here")
     run.add_argument(
         "--budget-usd",
-        type=float,
+        type=_finite_float,
         help="stop before the first paid call if the estimate exceeds this",
     )
     run.add_argument(
@@ -125,53 +137,147 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> int:
+RUN_FLAGS = (
+    "budget_usd",
+    "taxonomy",
+    "router_name",
+    "train_count",
+    "holdout_count",
+    "batches",
+    "seed",
+    "backend",
+    "storage_block",
+    "triggered_by",
+    "task_runner",
+)
+"""`run` flags that are DistillParams fields (same name); given explicitly, they win."""
+
+
+def _one_line(text: str) -> str:
+    from intent_router.text import escape_controls
+
+    return escape_controls(text.replace("\r\n", "\n"))
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The location of the first NaN or infinity in parsed JSON, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "parameters"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _read_params_file(path: Path) -> dict[str, Any]:
+    """The parameters of a --params-json file; UserInputError naming what is wrong."""
+    from intent_router.errors import UserInputError
+
+    if path.is_dir():
+        raise UserInputError(f"--params-json {path} is a directory, not a JSON file")
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as error:
+        raise UserInputError(
+            f"cannot read parameters from {path}: {error.strerror or error}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise UserInputError(
+            f"--params-json {path} is not UTF-8 (bad byte at offset {error.start})"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise UserInputError(f"--params-json {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        kind = "null" if data is None else type(data).__name__
+        raise UserInputError(
+            f"--params-json {path} must hold a JSON object of parameters, not {kind}"
+        )
+    bad = _non_finite(data)
+    if bad:
+        raise UserInputError(f"invalid parameter {bad}: not a finite number (NaN or Infinity)")
+    return data
+
+
+def _validation_message(error: Any) -> str:
+    """One line naming the first invalid parameter (of a pydantic ValidationError)."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "parameters"
+    if first["type"] == "extra_forbidden":
+        message = f"unknown parameter {where!r} (not a field of the run's parameters)"
+    else:
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        message = f"invalid parameter {where}: {reason}"
+    more = error.error_count() - 1
+    return _one_line(message + (f" (+{more} more)" if more else ""))
+
+
+def run_params(args: argparse.Namespace) -> Any:
+    """The run's DistillParams: the --params-json file, then the flags given explicitly.
+
+    Raises UserInputError with a one-line message; starts nothing.
+    """
     from pydantic import ValidationError
 
     from intent_router.errors import UserInputError
     from intent_router.params import DistillParams
 
-    overrides: dict[str, Any] = {}
-    if args.params_json:
-        try:
-            overrides = json.loads(args.params_json.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            _error(f"cannot read parameters from {args.params_json}: {error}")
-            return EXIT_USAGE
-    if args.backend == "aws":  # the blocks saved by `router-distill blocks create --backend aws`
+    values = _read_params_file(args.params_json) if args.params_json else {}
+    for field in RUN_FLAGS:
+        if getattr(args, field, None) is not None:
+            values[field] = getattr(args, field)
+    values.setdefault("triggered_by", "cli")
+    if values.get("backend") == "aws":  # the blocks saved by `blocks create --backend aws`
         from blocks.create import AWS_BACKEND_REF, AWS_STORAGE_REF
 
-        args.backend = AWS_BACKEND_REF
-        args.storage_block = args.storage_block or AWS_STORAGE_REF
-    for field in (
-        "budget_usd",
-        "taxonomy",
-        "router_name",
-        "train_count",
-        "holdout_count",
-        "batches",
-        "seed",
-        "backend",
-        "storage_block",
-        "triggered_by",
-        "task_runner",
-    ):
-        overrides[field] = (
-            getattr(args, field) if getattr(args, field) is not None else (overrides.get(field))
-        )
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+        values["backend"] = AWS_BACKEND_REF
+        values["storage_block"] = values.get("storage_block") or AWS_STORAGE_REF
     try:
-        params = DistillParams.model_validate(overrides)
-        from intent_router.taxonomy import resolve_taxonomy
+        return DistillParams.model_validate(values)
+    except ValidationError as error:
+        raise UserInputError(_validation_message(error)) from None
 
+
+def _check_local_storage() -> None:
+    """The embedded default's storage under ROUTER_DISTILL_HOME must be writable."""
+    from intent_router.errors import UserInputError
+    from intent_router.settings import home
+    from intent_router.storage import DirectoryStore, check_writable
+
+    try:
+        root = home()
+    except OSError as error:
+        raise UserInputError(
+            f"cannot create ROUTER_DISTILL_HOME {error.filename}: {error.strerror}"
+        ) from None
+    for folder in ("store", "results"):
+        check_writable(DirectoryStore(root / folder))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from intent_router.errors import UserInputError
+    from intent_router.taxonomy import resolve_taxonomy
+
+    try:
+        params = run_params(args)
         if params.taxonomy_definition is None:
             resolve_taxonomy(params.taxonomy)  # fail fast, before Prefect starts
-    except ValidationError as error:
-        first = error.errors()[0]
-        _error(f"invalid parameter {'.'.join(map(str, first['loc']))}: {first['msg']}")
-        return EXIT_USAGE
+        if not args.dry_run and params.backend == "local":
+            from intent_router.dataset import check_record_count
+            from intent_router.pricing import LOCAL_LIMITS
+
+            check_record_count(params.train_count, LOCAL_LIMITS)
+        if not args.dry_run and params.storage_block is None:
+            _check_local_storage()  # before the first teacher call, not after it
     except UserInputError as error:
-        _error(str(error))
+        _error(_one_line(str(error)))
         return EXIT_USAGE
 
     if args.dry_run:
@@ -209,6 +315,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace, params: Any) -> int:
     """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
+    from pydantic import ValidationError
+
     from intent_router.backends.bedrock import BedrockSettings
     from intent_router.backends.bedrock_plan import request_plan
     from intent_router.dataset import check_record_count
@@ -223,7 +331,15 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
     role = args.role_arn or os.environ.get("ROUTER_DISTILL_ROLE_ARN") or placeholder
     bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
     region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
-    settings = BedrockSettings(role_arn=role, region_name=region)
+    try:
+        settings = BedrockSettings(role_arn=role, region_name=region)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = {"role_arn": "--role-arn", "region_name": "--region"}.get(
+            str(first["loc"][0]) if first["loc"] else "", "Bedrock settings"
+        )
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise UserInputError(_one_line(f"invalid {flag}: {reason}")) from None
     check_record_count(params.train_count, BEDROCK_NOVA_LIMITS)
     plan = request_plan(params, taxonomy, settings, bucket)
     print(
@@ -302,21 +418,38 @@ def _write_failure(path: Path | None, error: BaseException, outcome: str = "fail
         )
 
 
-def _read_queries(items: list[str]) -> list[str]:
+def _decode(raw: bytes) -> str:
+    """UTF-8 text, or ValueError naming the first bad byte and where it is."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start]
+        raise ValueError(f"is not UTF-8 (bad byte 0x{bad:02x} at byte {error.start + 1})") from None
+
+
+def _read_queries(items: list[str]) -> tuple[list[str], list[str]]:
+    """Queries from arguments and stdin ('-'), plus one error per argument or line not UTF-8."""
     queries: list[str] = []
-    for item in items:
-        if item == "-":
-            data = sys.stdin.buffer.read()
+    errors: list[str] = []
+    for position, item in enumerate(items, start=1):
+        if item != "-":
+            try:  # undecodable argument bytes arrive as lone surrogates (surrogateescape)
+                queries.append(_decode(item.encode("utf-8", "surrogateescape")))
+            except ValueError as error:
+                errors.append(f"argument {position} {error}")
+            except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+                errors.append(f"argument {position} is not UTF-8")
+            continue
+        data = sys.stdin.buffer.read().removeprefix(b"\xef\xbb\xbf")  # drop a byte order mark
+        for number, raw in enumerate(data.split(b"\n"), start=1):
             try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f"standard input is not UTF-8 (bad byte at offset {error.start})"
-                ) from None
-            queries += [line for line in text.splitlines() if line.strip()]
-        else:
-            queries.append(item)
-    return queries
+                line = _decode(raw.removesuffix(b"\r"))
+            except ValueError as error:
+                errors.append(f"standard input line {number} {error}")
+                continue
+            if line.strip():
+                queries.append(line)
+    return queries, errors
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -327,9 +460,13 @@ def _route(args: argparse.Namespace) -> int:
     from intent_router.storage import DirectoryStore
     from intent_router.text import check_query
 
+    queries, unreadable = _read_queries(args.queries)
+    for message in unreadable:
+        _error(message)
+    if unreadable and not queries:
+        return EXIT_USAGE
     try:
         check_router_name(args.router)
-        queries = _read_queries(args.queries)
         store = DirectoryStore(home() / "store")
         champion = ChampionRegistry(store, args.router).current()
         if champion is None:
@@ -342,7 +479,7 @@ def _route(args: argparse.Namespace) -> int:
     except (ValueError, UserInputError) as error:  # incl. CorruptStateError, ModelArtifactError
         _error(str(error))
         return EXIT_USAGE
-    status = EXIT_OK
+    status = EXIT_USAGE if unreadable else EXIT_OK
     for number, raw in enumerate(queries, start=1):
         try:
             query = check_query(raw)

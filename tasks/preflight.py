@@ -10,6 +10,7 @@ from intent_router.params import DistillParams
 from intent_router.preflight import CostEstimate, check_budget, estimate_cost, format_estimate
 from intent_router.pricing import ModelPrice
 from intent_router.registry import ChampionRegistry
+from intent_router.storage import check_writable
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime
 

@@ -9,13 +9,16 @@ sent. Long operations are submit + status calls; waiting happens in the task lay
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from intent_router.backends.base import (
     DeploymentState,
@@ -46,6 +49,19 @@ logger = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 5  # per call, on top of botocore's own (standard mode, 3 retries)
 THROTTLE_BASE_DELAY_S = 0.5  # backoff: 0.5, 1, 2, 4, 8 s
+
+
+@cache
+def bedrock_regions() -> tuple[str, ...]:
+    """Regions with a Bedrock endpoint in every partition, from botocore's data (offline)."""
+    session = boto3.session.Session()
+    return tuple(
+        sorted(
+            region
+            for partition in session.get_available_partitions()
+            for region in session.get_available_regions("bedrock", partition)
+        )
+    )
 
 
 class BedrockSettings(BaseModel):
@@ -111,6 +127,28 @@ class BedrockSettings(BaseModel):
         description="Distillation training price per 1K tokens (not in the price table; set it "
         "from the Bedrock pricing page to include training in the budget check).",
     )
+
+    @field_validator("role_arn", mode="before")
+    @classmethod
+    def _role_arn_shape(cls, role_arn: object) -> object:
+        if isinstance(role_arn, str) and not re.fullmatch(
+            r"arn:aws(-[a-z]+)?:iam::\d{12}:role/.+", role_arn
+        ):
+            raise ValueError(
+                f"{role_arn[:200]!r} is not an IAM role ARN "
+                "(arn:aws:iam::<12-digit account>:role/<name>)"
+            )
+        return role_arn
+
+    @field_validator("region_name")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        regions = bedrock_regions()
+        if region not in regions:
+            raise ValueError(
+                f"{region!r} is not a Region with Amazon Bedrock; known: {', '.join(regions)}"
+            )
+        return region
 
 
 def _code(error: ClientError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,16 @@ import pytest
 import yaml
 
 from intent_router.errors import TaxonomyError, UserInputError
+from intent_router.synthesis import QueryWriter, plan_cells
 from intent_router.taxonomy import (
     BUILTIN_SIGNALS,
+    MAX_ATTRIBUTES,
+    MAX_PHRASING_CHARS,
+    MAX_SIGNALS,
+    MAX_TAXONOMY_FILE_BYTES,
+    MAX_VALUE_CHARS,
+    MAX_VALUES_PER_ATTRIBUTE,
+    VOCABULARY_SLOTS,
     Taxonomy,
     builtin_taxonomy,
     builtin_taxonomy_names,
@@ -20,6 +29,7 @@ from intent_router.taxonomy import (
     resolve_taxonomy,
     taxonomy_from_mapping,
 )
+from intent_router.text import MAX_QUERY_CHARS
 
 MINIMAL: dict[str, Any] = {
     "name": "mini",
@@ -386,3 +396,147 @@ def test_fingerprint_changes_when_an_affinity_changes() -> None:
     assert (
         taxonomy_from_mapping(changed).fingerprint != taxonomy_from_mapping(minimal()).fingerprint
     )
+
+
+# -- phrasings: the slots query synthesis can fill -----------------------------------------------
+@pytest.mark.parametrize("phrasing", ["{value} {", "{value} }", "{value} {a b}", "{value} {}"])
+def test_phrasing_with_unbalanced_braces_or_a_malformed_slot_is_rejected(phrasing: str) -> None:
+    data = minimal()
+    data["attributes"][0]["phrasings"] = [phrasing]
+
+    message = error_for(data)
+
+    assert "attributes.0.phrasings" in message and "unbalanced braces" in message
+
+
+def test_phrasing_slot_naming_no_attribute_is_rejected_when_the_taxonomy_loads() -> None:
+    data = minimal()
+    data["attributes"][0]["phrasings"] = ["a {value} mood at {venue}"]
+
+    message = error_for(data)
+
+    assert "attribute 'mood'" in message and "unknown slot(s) venue" in message
+
+
+def test_phrasing_may_name_value_another_attribute_and_vocabulary_slots() -> None:
+    data = minimal()
+    data["attributes"][0]["phrasings"] = ["a {value} mood at {venue} in {scene}"]
+    data["attributes"].append({"name": "venue", "values": ["the pier"], "informs": {"visual": 1}})
+
+    assert taxonomy_from_mapping(data).attribute("mood").phrasings[0].endswith("{scene}")
+
+
+def test_vocabulary_slots_are_the_slots_the_query_writer_fills() -> None:
+    writer = QueryWriter(builtin_taxonomy(), "train")
+
+    assert set(writer._slots(random.Random(0))) == VOCABULARY_SLOTS
+
+
+# -- limits --------------------------------------------------------------------------------------
+def test_a_value_with_a_brace_or_control_characters_is_rejected() -> None:
+    for bad, reason in [("calm {", "contains a brace"), ("calm\x1b[0m", "control characters")]:
+        data = minimal()
+        data["attributes"][0]["values"] = ["eerie", bad]
+        assert reason in error_for(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        (
+            lambda d: d["attributes"][0].update(
+                values=[f"v{i}" for i in range(MAX_VALUES_PER_ATTRIBUTE + 1)]
+            ),
+            "attributes.0.values",
+        ),
+        (
+            lambda d: d["attributes"][0].update(values=["x" * (MAX_VALUE_CHARS + 1)]),
+            "attributes.0.values.0",
+        ),
+        (
+            lambda d: d["attributes"][0].update(phrasings=["{value} " + "y" * MAX_PHRASING_CHARS]),
+            "attributes.0.phrasings.0",
+        ),
+        (
+            lambda d: d["attributes"][0].update(
+                phrasings=["{value} {value} {value} {value} {value}"]
+            ),
+            "attributes.0.phrasings",
+        ),
+        (lambda d: d.update(attributes=many_attributes(MAX_ATTRIBUTES + 1)), "attributes"),
+        (lambda d: d["signals"][1].update(cues=["c" * (MAX_VALUE_CHARS + 1)]), "signals.1.cues.0"),
+    ],
+)
+def test_sizes_beyond_the_limits_are_rejected(change: Any, location: str) -> None:
+    data = minimal()
+    change(data)
+
+    message = error_for(data)
+
+    assert f": {location}: " in message
+    assert "\n" not in message
+
+
+def many_attributes(count: int) -> list[dict[str, Any]]:
+    return [
+        {"name": f"a{i:02d}", "values": [f"value {i}"], "informs": {"visual": 1.0}}
+        for i in range(count)
+    ]
+
+
+def test_bounds_are_in_the_json_schema_the_server_enforces() -> None:
+    schema = json.dumps(Taxonomy.model_json_schema())
+
+    for bound in (MAX_VALUE_CHARS, MAX_VALUES_PER_ATTRIBUTE, MAX_ATTRIBUTES, MAX_PHRASING_CHARS):
+        assert f'"maxItems": {bound}' in schema or f'"maxLength": {bound}' in schema
+
+
+def test_queries_from_a_taxonomy_at_every_limit_fit_the_query_limit() -> None:
+    longest = "w" * (MAX_VALUE_CHARS - 3)
+    attributes = many_attributes(MAX_ATTRIBUTES)
+    for i, attribute in enumerate(attributes):
+        attribute["values"] = [f"{longest}{j:03d}" for j in range(3)]
+        others = " ".join(f"{{a{(i + k) % MAX_ATTRIBUTES:02d}}}" for k in range(1, 4))
+        filler = "z" * (MAX_PHRASING_CHARS - len("{value} " + others) - 1)
+        attribute["phrasings"] = [f"{filler} {{value}} {others}"]
+    signals = builtin_taxonomy().model_dump(mode="json")["signals"]
+    signals += [
+        {"name": f"s{i:02d}", "description": "custom", "cues": [f"{longest}{i:03d}"]}
+        for i in range(MAX_SIGNALS - len(signals))
+    ]
+    taxonomy = taxonomy_from_mapping({"name": "huge", "signals": signals, "attributes": attributes})
+    writer = QueryWriter(taxonomy, "train")
+
+    cells = [q.model_copy(update={"count": 3}) for q in plan_cells(taxonomy, 20_000, 1, "t")]
+    queries = [query for quota in cells for query in writer.write_cell(quota)]
+
+    assert len(queries) > 5_000
+    assert max(len(q) for q in queries) <= MAX_QUERY_CHARS
+    assert max(len(q) for q in queries) > 500  # the long phrasings were used
+
+
+# -- files ---------------------------------------------------------------------------------------
+def test_a_directory_is_not_a_taxonomy_file(tmp_path: Path) -> None:
+    with pytest.raises(TaxonomyError, match="is a directory, not a taxonomy file"):
+        resolve_taxonomy(str(tmp_path))
+
+
+def test_an_unreadable_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "locked.yaml"
+    file.write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")
+
+    def denied(*_: Any, **__: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", denied)  # chmod does not stop root
+
+    with pytest.raises(TaxonomyError, match=r"cannot read taxonomy file .*: Permission denied"):
+        load_taxonomy(file)
+
+
+def test_a_file_over_the_size_limit_is_rejected_before_it_is_parsed(tmp_path: Path) -> None:
+    file = tmp_path / "huge.yaml"
+    file.write_bytes(b"#" * (MAX_TAXONOMY_FILE_BYTES + 1))
+
+    with pytest.raises(TaxonomyError, match=r"larger than the limit of 1,000,000 bytes"):
+        load_taxonomy(file)
