@@ -17,6 +17,7 @@ from prefect.utilities.annotations import quote
 from blocks.storage import storage_blocks
 from flows.approval import ApprovalDeclined, wait_for_approval
 from flows.fanout import fan_out
+from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import ModelTarget
 from intent_router.dataset import check_record_count
@@ -67,9 +68,10 @@ def _taxonomy(params: DistillParams) -> Taxonomy:
     description="Distill the teacher into a student router; "
     "promote it only if it routes well enough.",
 )
-def distill_router(params: DistillParams | None = None) -> RunSummary:
+@parameters_of(DistillParams)
+def distill_router(**parameters: Any) -> RunSummary:
     """Generate and label queries, dedupe, build the dataset, distill, deploy, evaluate, gate."""
-    params = params or DistillParams()
+    params = DistillParams.model_validate(parameters)
     logger = get_run_logger()
     clock: dict[str, float] = {}
     started = time.perf_counter()

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from intent_router.gate import GateConfig
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
+
+
+def check_taxonomy_ref(value: str) -> str:
+    """A built-in taxonomy name or an existing YAML/JSON file (a flow-parameter validator)."""
+    value = value.strip()
+    if not value:
+        raise ValueError("taxonomy must name a built-in taxonomy or a file")
+    looks_like_path = value.endswith((".yaml", ".yml", ".json")) or "/" in value
+    if looks_like_path:
+        if not Path(value).is_file():
+            raise ValueError(f"taxonomy file {value!r} does not exist")
+    elif value not in builtin_taxonomy_names():
+        raise ValueError(
+            f"no built-in taxonomy named {value!r}; available: "
+            f"{', '.join(builtin_taxonomy_names())} (or give a .yaml/.json path)"
+        )
+    return value
+
+
+# A validator in the type (not a model validator), so the flow's own parameter validation runs
+# it too: the flow takes each field as a top-level parameter.
+TaxonomyRef = Annotated[str, AfterValidator(check_taxonomy_ref)]
 
 
 class DistillParams(BaseModel):
@@ -16,7 +38,7 @@ class DistillParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    taxonomy: str = Field(
+    taxonomy: TaxonomyRef = Field(
         default="default",
         description="Built-in taxonomy (default, news_archives, sports_broadcasting) or a path "
         "to a YAML/JSON taxonomy file on the machine that runs the flow.",
@@ -110,19 +132,6 @@ class DistillParams(BaseModel):
         "(needs the 'dask' extra; see ROUTER_DISTILL_DASK_ADDRESS).",
     )
 
-    @field_validator("taxonomy")
-    @classmethod
-    def _taxonomy_not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("taxonomy must name a built-in taxonomy or a file")
-        looks_like_path = value.endswith((".yaml", ".yml", ".json")) or "/" in value
-        if looks_like_path:
-            if not Path(value).is_file():
-                raise ValueError(f"taxonomy file {value!r} does not exist")
-        elif value not in builtin_taxonomy_names():
-            raise ValueError(
-                f"no built-in taxonomy named {value!r}; available: "
-                f"{', '.join(builtin_taxonomy_names())} (or give a .yaml/.json path)"
-            )
-        return value
+    def flow_parameters(self) -> dict[str, Any]:
+        """The flow's keyword arguments: one top-level parameter per field."""
+        return {name: getattr(self, name) for name in type(self).model_fields}

@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     from intent_router.report import render_text
 
     try:
-        summary = distill_router(params)
+        summary = distill_router(**params.flow_parameters())
     except UserInputError as error:
         _error(str(error))
         _write_failure(args.report_json, error)

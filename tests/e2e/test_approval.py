@@ -37,14 +37,12 @@ REVIEWER = "e2e-reviewer"
 PAUSE_TIMEOUT_MS = 120_000  # from creation to Paused: preflight and data generation run first
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 APPROVAL_RUN: dict[str, Any] = {
-    "params": {
-        **TINY_RUN,
-        "gate": LENIENT_GATE,
-        "taxonomy": "news_archives",
-        "router_name": ROUTER_NAME,
-        "require_approval": True,
-        "approval_timeout_seconds": 600,
-    }
+    **TINY_RUN,
+    "gate": LENIENT_GATE,
+    "taxonomy": "news_archives",
+    "router_name": ROUTER_NAME,
+    "require_approval": True,
+    "approval_timeout_seconds": 600,
 }
 
 

@@ -2,7 +2,7 @@
 
 A real `prefect server start` and `router-distill serve` (tests/system/processes.py, shared with
 the other browser tests through the session fixture `stack` in tests/e2e/conftest.py); the browser
-opens the deployment, fills the nested `params` form of Run > Custom run, submits, follows the
+opens the deployment, fills the top-level parameters of Run > Custom run, submits, follows the
 flow run until the page shows Completed, and opens its `evaluation` artifact. The outcome is then
 checked through the API and on disk.
 
@@ -52,14 +52,15 @@ pytestmark = [
     ),
 ]
 
-# Typed into the form, field by field. `params` form labels are "<Title> (Optional)".
+# Typed into the form, field by field. Top-level parameters are labelled "<name> (Optional)",
+# the fields of the nested gate "<Title> (Optional)".
 PARAM_FIELDS: dict[str, str] = {
-    "Taxonomy": "news_archives",
-    "Train Count": "300",
-    "Holdout Count": "80",
-    "Novel Vocabulary Count": "20",
-    "Batches": "2",
-    "Poll Interval Seconds": "0",
+    "taxonomy": "news_archives",
+    "train_count": "300",
+    "holdout_count": "80",
+    "novel_vocabulary_count": "20",
+    "batches": "2",
+    "poll_interval_seconds": "0",
 }
 GATE_FIELDS: dict[str, str] = {"Min Top Signal Accuracy": "0.3", "Min Mean Rubric": "1.5"}
 EXPECTED_PARAMS: dict[str, Any] = {
@@ -102,7 +103,7 @@ async ([png, clip]) => {
 }
 """
 
-# The closest enclosing form property of a label (not the `params` or `gate` object around it).
+# The closest enclosing form property of a label (not the `gate` object around it).
 _PROPERTY = (
     "xpath=ancestor::div[contains(concat(' ', normalize-space(@class), ' '), "
     "' schema-form-property ')][1]"
@@ -169,16 +170,15 @@ def _start_custom_run(page: Page, stack: Stack, run_name: str, shots: Path) -> N
     run_name_input.fill(run_name)
     expect(run_name_input).to_have_value(run_name)
 
-    params = _property(page, "params")
-    # The deployment's defaults arrive in the form (taxonomy "default"); we change them here.
-    expect(_input(_property(params, "Taxonomy"))).to_have_value("default")
+    # The deployment's presets arrive in the form (taxonomy "default"); we change them here.
+    expect(_input(_property(page, "taxonomy"))).to_have_value("default")
     for title, value in PARAM_FIELDS.items():
-        _fill(_property(params, title), value)
-    gate = _property(params, "Gate")
+        _fill(_property(page, title), value)
+    gate = _property(page, "gate")
     for title, value in GATE_FIELDS.items():
         _fill(_property(gate, title), value)
     # router_name is `str | None`: pick "str" in its type switch, then type the name.
-    router_name = _property(params, "Router Name")
+    router_name = _property(page, "router_name")
     router_name.get_by_role("button", name="str", exact=True).click()
     _fill(router_name, ROUTER_NAME)
 
@@ -246,7 +246,7 @@ def _assert_outcome(stack: Stack, run_name: str) -> None:
         deployment = client.get(f"/deployments/{run['deployment_id']}").json()
         assert deployment["name"] == "manual"
 
-        params = run["parameters"]["params"]
+        params = run["parameters"]
         assert {key: params.get(key) for key in EXPECTED_PARAMS} == EXPECTED_PARAMS
         assert {key: params["gate"].get(key) for key in EXPECTED_GATE} == EXPECTED_GATE
         # Untouched fields keep the deployment's value.

@@ -94,7 +94,7 @@ def s3_keys() -> list[str]:
 
 
 def test_bedrock_run_promotes_with_valid_requests(aws: FakeBedrock) -> None:
-    summary = distill_router(DistillParams.model_validate(PARAMS))
+    summary = distill_router(**PARAMS)
 
     assert summary.outcome == "promoted"
     assert summary.backend == "bedrock"
@@ -135,10 +135,10 @@ def test_rerun_after_a_crash_while_waiting_reuses_the_job(
     monkeypatch.setattr(bedrock_module.BedrockBackend, "job_status", crash_once)
     params = DistillParams.model_validate({**PARAMS, "seed": 5})
     with pytest.raises(RuntimeError, match="worker lost"):
-        distill_router(params)
+        distill_router(**params.flow_parameters())
     labelled = len(aws.calls_to("converse"))
 
-    summary = distill_router(params)
+    summary = distill_router(**params.flow_parameters())
     assert summary.outcome == "promoted"
     assert len(aws.jobs) == 1 and len(aws.deployments) == 1
     assert len(aws.calls_to("create_model_customization_job")) == 1
@@ -155,21 +155,21 @@ def test_rerun_after_a_crash_while_waiting_reuses_the_job(
 def test_failed_job_fails_the_run_with_bedrocks_message(aws: FakeBedrock) -> None:
     aws.fail_job_with = "Validation failed: 3 records contain reserved keywords"
     with pytest.raises(DistillationJobFailed, match="reserved keywords"):
-        distill_router(DistillParams.model_validate({**PARAMS, "seed": 6}))
+        distill_router(**{**PARAMS, "seed": 6})
     assert aws.deployments == {}
 
 
 def test_failed_deployment_is_deleted_and_fails_the_run(aws: FakeBedrock) -> None:
     aws.fail_deployment_with = "Insufficient capacity"
     with pytest.raises(DeploymentFailed, match="Insufficient capacity"):
-        distill_router(DistillParams.model_validate({**PARAMS, "seed": 7}))
+        distill_router(**{**PARAMS, "seed": 7})
     assert aws.deployments == {}
     assert len(aws.deleted_deployments) == 1
 
 
 def test_candidate_that_fails_the_gate_has_its_deployment_deleted(aws: FakeBedrock) -> None:
     aws.responder = bad_student
-    summary = distill_router(DistillParams.model_validate({**PARAMS, "seed": 8}))
+    summary = distill_router(**{**PARAMS, "seed": 8})
     assert summary.outcome == "rejected"
     assert aws.deployments == {}
     assert len(aws.deleted_deployments) == 1
@@ -177,28 +177,28 @@ def test_candidate_that_fails_the_gate_has_its_deployment_deleted(aws: FakeBedro
 
 def test_throttling_storm_is_absorbed(aws: FakeBedrock) -> None:
     aws.throttle("converse", times=12)
-    summary = distill_router(DistillParams.model_validate({**PARAMS, "seed": 9}))
+    summary = distill_router(**{**PARAMS, "seed": 9})
     assert summary.outcome == "promoted"
     assert summary.dataset.teacher_invalid_dropped == 0
 
 
 def test_budget_stops_the_run_before_any_paid_call(aws: FakeBedrock) -> None:
     with pytest.raises(UserInputError, match="exceeds the budget"):
-        distill_router(DistillParams.model_validate({**PARAMS, "seed": 10, "budget_usd": 0.01}))
+        distill_router(**{**PARAMS, "seed": 10, "budget_usd": 0.01})
     assert aws.calls_to("converse") == []
     assert aws.jobs == {}
 
 
 def test_champion_without_a_deployment_is_redeployed_before_evaluation(aws: FakeBedrock) -> None:
     """E.g. after `rollback` to a champion whose deployment a later promotion deleted."""
-    first = distill_router(DistillParams.model_validate(PARAMS))
+    first = distill_router(**PARAMS)
     store = Runtime(backend=PARAMS["backend"], storage_block="s3-bucket/test").store()
     registry = ChampionRegistry(store, "default")
     lost = registry.current()
     assert first.outcome == "promoted" and lost is not None
     aws.control.delete_custom_model_deployment(customModelDeploymentIdentifier=lost.deployment_id)
 
-    second = distill_router(DistillParams.model_validate(PARAMS))
+    second = distill_router(**PARAMS)
 
     assert second.outcome == "unchanged"
     restored = registry.current()

@@ -75,14 +75,14 @@ def _run_with_reviewer(params: DistillParams, answer: dict[str, Any]) -> Any:
     reviewer = threading.Thread(target=context.run, args=(_approve_when_paused, answer, stop))
     reviewer.start()
     try:
-        return distill_router(params, return_state=True)
+        return distill_router(**params.flow_parameters(), return_state=True)
     finally:
         stop.set()
         reviewer.join(timeout=30)
 
 
 def test_promotion_emits_event_and_publishes_the_ledger(router_home: Path, events: Events) -> None:
-    summary = distill_router(DistillParams.model_validate({**SMALL, "router_name": "events"}))
+    summary = distill_router(**{**SMALL, "router_name": "events"})
 
     assert summary.outcome == "promoted"
     [event] = events.emitted
@@ -102,7 +102,7 @@ def test_promotion_emits_event_and_publishes_the_ledger(router_home: Path, event
 def test_rejection_emits_router_rejected(router_home: Path, events: Events) -> None:
     strict = {"min_parse_rate": 0.99, "min_top_signal_accuracy": 0.999, "min_mean_rubric": 4.99}
     params = DistillParams.model_validate({**SMALL, "router_name": "strict", "gate": strict})
-    summary = distill_router(params)
+    summary = distill_router(**params.flow_parameters())
 
     assert summary.outcome == "rejected"
     [event] = events.emitted
@@ -131,7 +131,7 @@ def test_declined_run_is_cancelled_before_the_job(router_home: Path) -> None:
 
 def test_unanswered_approval_times_out_and_cancels(router_home: Path) -> None:
     params = _needs_approval("unanswered", timeout_seconds=1)
-    state = distill_router(params, return_state=True)
+    state = distill_router(**params.flow_parameters(), return_state=True)
 
     assert state.is_cancelled(), state
     assert "within 1 s" in str(state.message)
@@ -150,9 +150,7 @@ def test_batches_fan_out_on_a_local_dask_cluster(
         return runner
 
     monkeypatch.setattr(fanout, "dask_runner", spying)
-    summary = distill_router(
-        DistillParams.model_validate({**SMALL, "router_name": "dask", "task_runner": "dask"})
-    )
+    summary = distill_router(**SMALL, router_name="dask", task_runner="dask")
 
     assert len(started) == 1
     assert summary.outcome == "promoted"

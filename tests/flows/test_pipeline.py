@@ -53,7 +53,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     router_home: Path, teacher_calls: TeacherCalls
 ) -> None:
     params = DistillParams.model_validate({**SMALL, "gate": LENIENT_GATE})
-    first = distill_router(params)
+    first = distill_router(**params.flow_parameters())
 
     assert first.outcome == "promoted"
     assert teacher_calls.count == first.dataset.teacher_calls > 0
@@ -82,7 +82,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
         assert Artifact.get(key) is not None, key
 
     teacher_calls.count = 0
-    second = distill_router(params)
+    second = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0  # every batch came from the cache
     assert second.model_id == first.model_id
     assert second.outcome == "unchanged"
@@ -91,7 +91,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
 
 def test_rejected_candidate_has_its_deployment_deleted(router_home: Path) -> None:
     strict = {"min_parse_rate": 0.99, "min_top_signal_accuracy": 0.999, "min_mean_rubric": 4.99}
-    summary = distill_router(DistillParams.model_validate({**SMALL, "seed": 11, "gate": strict}))
+    summary = distill_router(**{**SMALL, "seed": 11, "gate": strict})
 
     assert summary.outcome == "rejected"
     assert summary.deployment_id is None
@@ -104,7 +104,7 @@ def test_count_the_backend_cannot_accept_fails_before_generation(
     router_home: Path, teacher_calls: TeacherCalls
 ) -> None:
     with pytest.raises(BackendLimitError, match="outside what backend 'local' accepts"):
-        distill_router(DistillParams.model_validate({**SMALL, "train_count": 50}))
+        distill_router(**{**SMALL, "train_count": 50})
     assert teacher_calls.count == 0
 
 
@@ -120,13 +120,13 @@ def test_crash_while_waiting_then_rerun_resumes_from_cache(
 
     monkeypatch.setattr(LocalBackend, "job_status", failing)
     with pytest.raises(DistillationJobFailed, match="node lost"):
-        distill_router(params)
+        distill_router(**params.flow_parameters())
     paid = teacher_calls.count
     assert paid > 0
 
     monkeypatch.setattr(LocalBackend, "job_status", original)
     teacher_calls.count = 0
-    summary = distill_router(params)
+    summary = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0
     assert summary.outcome == "promoted"
     assert len(list((router_home / "store" / "jobs").glob("*.json"))) == 1

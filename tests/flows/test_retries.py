@@ -13,7 +13,6 @@ from flows.distill import distill_router
 from intent_router.backends.base import LabelResult
 from intent_router.backends.local import LocalBackend
 from intent_router.errors import TransientBackendError
-from intent_router.params import DistillParams
 from intent_router.taxonomy import Taxonomy
 from tasks.generate import generate_batch
 from tasks.runtime import is_transient
@@ -78,7 +77,7 @@ def test_transient_teacher_error_is_retried(
 ) -> None:
     flaky = FlakyTeacher(TransientBackendError("ThrottlingException"), failures=2)
     install_flaky(monkeypatch, flaky)
-    summary = distill_router(DistillParams.model_validate(PARAMS))
+    summary = distill_router(**PARAMS)
     assert summary.dataset.train_records == 200
     assert flaky.attempts == 2 + 3  # two failures, then every batch (2 train + 1 holdout)
 
@@ -87,5 +86,5 @@ def test_validation_error_fails_fast(router_home: Path, monkeypatch: pytest.Monk
     flaky = FlakyTeacher(ValueError("malformed request"), failures=10)
     install_flaky(monkeypatch, flaky)
     with pytest.raises(ValueError, match="malformed request"):
-        distill_router(DistillParams.model_validate({**PARAMS, "seed": 100}))
+        distill_router(**{**PARAMS, "seed": 100})
     assert flaky.attempts <= 3  # one attempt per batch, never a retry

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from flows.distill import distill_router
-from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
 from intent_router.taxonomy import builtin_taxonomy
@@ -25,9 +24,7 @@ def test_domain_taxonomy_run_promotes_a_champion_under_its_own_router(
     store = DirectoryStore(router_home / "store")
     started = time.perf_counter()
 
-    summary = distill_router(
-        DistillParams.model_validate({"taxonomy": name, **SMALL, "gate": LENIENT_GATE})
-    )
+    summary = distill_router(taxonomy=name, **SMALL, gate=LENIENT_GATE)
 
     elapsed = time.perf_counter() - started
     candidate = next(r for r in summary.evaluations if r.overall.role == "candidate")

@@ -22,13 +22,11 @@ from tests.system.processes import BIN, Stack, prefect_server, serve_deployments
 pytestmark = pytest.mark.server
 
 SMALL_NEWS_RUN: dict[str, Any] = {
-    "params": {
-        **TINY_RUN,
-        "taxonomy": "news_archives",
-        "router_name": "news-test",
-        "gate": LENIENT_GATE,
-        "triggered_by": "server integration test",
-    }
+    **TINY_RUN,
+    "taxonomy": "news_archives",
+    "router_name": "news-test",
+    "gate": LENIENT_GATE,
+    "triggered_by": "server integration test",
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -121,7 +119,7 @@ def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack:
         for run in upcoming:
             start = datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
             assert (start.weekday(), start.hour, start.minute) == (0, 3, 0)
-            assert run["parameters"]["params"]["triggered_by"] == "schedule: weekly retraining"
+            assert run["parameters"]["triggered_by"] == "schedule: weekly retraining"
 
 
 def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
@@ -191,12 +189,10 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
 
 def test_server_rejects_a_bad_inline_taxonomy_when_the_run_is_created(stack: Stack) -> None:
     bad = {
-        "params": {
-            "taxonomy_definition": {
-                "name": "shop",
-                "signals": [{"name": "Visual Signal", "description": "how it looks"}],
-                "attributes": [],
-            }
+        "taxonomy_definition": {
+            "name": "shop",
+            "signals": [{"name": "Visual Signal", "description": "how it looks"}],
+            "attributes": [],
         }
     }
     with _api(stack) as client:

@@ -60,8 +60,8 @@ def test_entrypoint_file_exists_and_imports_a_flow(spec: DeploymentSpec) -> None
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_parameter_preset_validates_against_the_flow(spec: DeploymentSpec) -> None:
     assert validate(spec.parameters, _server_schema(spec)) == []
-    load_flow(spec).validate_parameters(spec.parameters)
-    params = DistillParams.model_validate(spec.parameters)  # top-level keys, one per field
+    validated = load_flow(spec).validate_parameters(spec.parameters)
+    params = DistillParams.model_validate(validated)
     resolve_taxonomy(params.taxonomy)  # the taxonomy it names exists
 
 
@@ -124,19 +124,25 @@ def test_missing_or_empty_prefect_yaml_is_a_clear_error(tmp_path: Path) -> None:
 # The form the UI renders comes from this schema.
 
 
-def _schema() -> dict[str, Any]:
-    return _server_schema(BY_NAME["manual"])
+def _definitions() -> dict[str, Any]:
+    schema = _server_schema(BY_NAME["manual"])
+    return dict(schema["definitions"])
+
+
+def _fields() -> dict[str, Any]:
+    return dict(_server_schema(BY_NAME["manual"])["properties"])
 
 
 def test_every_form_field_has_a_description() -> None:
-    fields = _schema()["properties"]
+    fields = _fields()
+    assert set(fields) == set(DistillParams.model_fields)  # one top-level parameter per field
     missing = [name for name, field in fields.items() if not field.get("description")]
     assert missing == []
 
 
 def test_form_has_bounds_enums_and_an_editable_taxonomy() -> None:
-    definitions = _schema()["definitions"]
-    fields = _schema()["properties"]
+    definitions = _definitions()
+    fields = _fields()
     assert fields["train_count"]["minimum"] == 1 and fields["train_count"]["maximum"] == 200_000
     assert fields["task_runner"]["enum"] == ["threads", "dask"]
     assert fields["taxonomy"]["default"] == "default"
@@ -174,6 +180,16 @@ def test_flow_rejects_an_unknown_taxonomy_naming_the_field() -> None:
     flow = load_flow(BY_NAME["manual"])
     with pytest.raises(Exception, match="no built-in taxonomy named 'sportz'"):
         flow.validate_parameters({"taxonomy": "sportz"})
+
+
+def test_a_one_key_override_keeps_the_other_presets() -> None:
+    """The server merges run parameters into the presets per top-level key (Prefect 3.9)."""
+    spec = BY_NAME["taxonomy-experiment"]
+    merged = {**spec.parameters, "train_count": 3000}
+    assert validate(merged, _server_schema(spec)) == []
+    params = DistillParams.model_validate(load_flow(spec).validate_parameters(merged))
+    assert (params.taxonomy, params.train_count) == ("sports_broadcasting", 3000)
+    assert params.triggered_by == "taxonomy experiment"
 
 
 # One way to deploy per environment: serve refuses names that are on a work pool.
