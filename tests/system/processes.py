@@ -53,6 +53,7 @@ class Stack:
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # pid -> log name
+    stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)  # by stop_one
 
     @property
     def api_url(self) -> str:
@@ -131,24 +132,31 @@ class Stack:
         return found
 
     def stop_one(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> float:
-        """Stop one process group (`sig`, then SIGKILL after 20 s); returns the seconds it took."""
+        """Stop one process group before the others; returns the seconds it took to exit.
+
+        It leaves `processes` (whose exit would fail `wait_until`) for `stopped`.
+        """
         started = time.monotonic()
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        if process in self.processes:
-            self.processes.remove(process)
+        _terminate(process, sig)
+        self.processes.remove(process)
+        self.stopped.append(process)
         return time.monotonic() - started
 
     def stop(self) -> None:
         """Newest first, one at a time, so the server outlives the processes that talk to it."""
-        for process in reversed(list(self.processes)):
-            self.stop_one(process)
-        self.processes.clear()
+        for process in reversed(self.processes):
+            _terminate(process, signal.SIGTERM)
+
+
+def _terminate(process: subprocess.Popen[bytes], sig: int) -> None:
+    """`sig` to the process group, SIGKILL if it is still alive 20 s later."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _healthy(url: str) -> bool:

@@ -55,7 +55,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with prefect_server(tmp_path_factory.mktemp("server")) as running:
         yield running
-    alive = [p.args for p in running.processes if p.poll() is None]
+    alive = [p.args for p in [*running.processes, *running.stopped] if p.poll() is None]
     assert alive == [], f"processes left running: {alive}"
 
 
