@@ -55,13 +55,18 @@ class DeploymentSpec(BaseModel):
         return f"{module}.{function}"
 
 
-def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
-    """Every deployment in prefect.yaml, validated."""
+def load_document(path: Path = PREFECT_YAML) -> dict[str, Any]:
+    """prefect.yaml as a mapping, anchors resolved (`definitions` included)."""
     try:
         document = yaml.safe_load(path.read_text("utf-8"))
     except OSError as error:
         raise UserInputError(f"cannot read {path}: {error.strerror}") from None
-    deployments = (document or {}).get("deployments")
+    return dict(document or {})
+
+
+def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
+    """Every deployment in prefect.yaml, validated."""
+    deployments = load_document(path).get("deployments")
     if not deployments:
         raise UserInputError(f"{path} declares no deployments")
     return [DeploymentSpec.model_validate(d) for d in deployments]

@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = sub.add_parser(
         "serve",
-        help="serve the deployments of prefect.yaml (schedules included) from this process",
+        help="serve the deployments of prefect.yaml (schedules included) from this process; "
+        "refuses while they are deployed on a work pool, and leaves schedules active on exit",
     )
     serve.add_argument(
         "--cron", help="replace the retraining schedule, e.g. '0 4 * * 0' (default: prefect.yaml)"

@@ -1,7 +1,8 @@
-"""A real `prefect server start` and `router-distill serve`, each in its own process group.
+"""A real `prefect server start`, `router-distill serve` and `prefect worker start`, each in its
+own process group.
 
-Both get a private PREFECT_HOME and ROUTER_DISTILL_HOME under a temporary folder; every process
-started here is stopped (SIGTERM, then SIGKILL) when the context exits.
+All get a private PREFECT_HOME and ROUTER_DISTILL_HOME under a temporary folder; every process
+started here is stopped (SIGTERM, then SIGKILL) when the context exits, or earlier by `stop_one`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,6 +52,8 @@ class Stack:
     url: str
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)  # pid -> log name
+    stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)  # by stop_one
 
     @property
     def api_url(self) -> str:
@@ -63,21 +67,32 @@ class Stack:
     def home(self) -> Path:
         return Path(self.env["ROUTER_DISTILL_HOME"])
 
-    def start(self, name: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a process logging to <root>/<name>.log; `env` overrides the stack's variables."""
         log = (self.root / f"{name}.log").open("wb")
         process = subprocess.Popen(
             args,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.processes.append(process)
+        self.names[process.pid] = name
         return process
 
-    def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> str:
-        done = subprocess.run(
+    def attempt(
+        self, *args: str, cwd: Path | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command to completion, whatever its exit code."""
+        return subprocess.run(
             args,
             env=self.env,
             cwd=cwd,
@@ -86,6 +101,9 @@ class Stack:
             timeout=timeout,
             check=False,
         )
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> str:
+        done = self.attempt(*args, cwd=cwd, timeout=timeout)
         assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -98,25 +116,47 @@ class Stack:
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
+                    name = self.names.get(process.pid, "server")
                     raise AssertionError(
                         f"{process.args} exited with {process.returncode} while waiting for "
-                        f"{what}:\n{self.log('server')[-3000:]}\n{self.log('serve')[-3000:]}"
+                        f"{what}:\n{self.log('server')[-3000:]}\n{self.log(name)[-3000:]}"
                     )
             if check():
                 return
             time.sleep(0.5)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        """The running process started under this log name."""
+        [found] = [p for p in self.processes if self.names.get(p.pid) == name]
+        return found
+
+    def stop_one(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> float:
+        """Stop one process group before the others; returns the seconds it took to exit.
+
+        It leaves `processes` (whose exit would fail `wait_until`) for `stopped`.
+        """
+        started = time.monotonic()
+        _terminate(process, sig)
+        self.processes.remove(process)
+        self.stopped.append(process)
+        return time.monotonic() - started
+
     def stop(self) -> None:
-        """Newest first, one at a time: serve pauses its deployments while the server is up."""
+        """Newest first, one at a time, so the server outlives the processes that talk to it."""
         for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            _terminate(process, signal.SIGTERM)
+
+
+def _terminate(process: subprocess.Popen[bytes], sig: int) -> None:
+    """`sig` to the process group, SIGKILL if it is still alive 20 s later."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def _healthy(url: str) -> bool:
@@ -173,6 +213,39 @@ def serve_deployments(stack: Stack, expected: int = 3) -> subprocess.Popen[bytes
     stack.wait_until(
         "the served deployments",
         lambda: _deployment_count(stack.api_url) >= expected and "polling" in stack.log("serve"),
+        STARTUP_TIMEOUT_S,
+    )
+    return process
+
+
+def _workers(api_url: str, pool: str) -> list[dict[str, Any]]:
+    try:
+        response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5)
+    except httpx.HTTPError:
+        return []
+    return list(response.json()) if response.status_code == 200 else []
+
+
+def start_worker(
+    stack: Stack, pool: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`prefect worker start --pool POOL`; returns once the worker has registered with the pool."""
+    process = stack.start(
+        "worker",
+        str(BIN / "prefect"),
+        "worker",
+        "start",
+        "--pool",
+        pool,
+        "--name",
+        "system-test-worker",
+        "--limit",
+        "1",
+        env={"PREFECT_WORKER_QUERY_SECONDS": "2", **(env or {})},  # default 10 s between polls
+    )
+    stack.wait_until(
+        f"a worker on {pool}",
+        lambda: any(w["name"] == "system-test-worker" for w in _workers(stack.api_url, pool)),
         STARTUP_TIMEOUT_S,
     )
     return process

@@ -1,9 +1,18 @@
-"""The deployments on a real `prefect server start`: deploy, serve, run through the API."""
+"""The deployments on a real `prefect server start`, one way to deploy at a time.
+
+The tests run in file order on one server: `prefect deploy --all` onto a process pool, a run
+executed by `prefect worker start`, `serve` refusing the names that are on the pool, the
+deployments deleted and served instead, a served run, and `serve` stopped with its schedule left
+active. No deployment name is ever deployed and served at the same time.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,9 +26,20 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from deployments.automations import router_webhook
 from deployments.specs import PROJECT_DIR
 from tests.support.runs import LENIENT_GATE, TINY_RUN
-from tests.system.processes import BIN, Stack, prefect_server, serve_deployments
+from tests.system.processes import BIN, Stack, prefect_server, serve_deployments, start_worker
 
 pytestmark = pytest.mark.server
+logger = logging.getLogger(__name__)
+
+NAMES = ("scheduled-retraining", "manual", "taxonomy-experiment")
+POOL = "router-distill"
+# On top of the taxonomy-experiment presets: small sizes and a lenient gate, but no taxonomy, so
+# the preset's sports_broadcasting must survive the server's per-key merge.
+SMALL_PRESET_TAXONOMY_RUN: dict[str, Any] = {
+    **TINY_RUN,
+    "gate": LENIENT_GATE,
+    "triggered_by": "worker integration test",
+}
 
 SMALL_NEWS_RUN: dict[str, Any] = {
     **TINY_RUN,
@@ -35,7 +55,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with prefect_server(tmp_path_factory.mktemp("server")) as running:
         yield running
-    alive = [p.args for p in running.processes if p.poll() is None]
+    alive = [p.args for p in [*running.processes, *running.stopped] if p.poll() is None]
     assert alive == [], f"processes left running: {alive}"
 
 
@@ -92,14 +112,20 @@ def _wait_for_run(stack: Stack, client: httpx.Client, run_id: str) -> dict[str, 
 
 
 def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack: Stack) -> None:
-    stack.run(str(BIN / "prefect"), "work-pool", "create", "router-distill", "--type", "process")
+    stack.run(str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process")
     stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", cwd=PROJECT_DIR)
 
     with _api(stack) as client:
-        for name in ("scheduled-retraining", "manual", "taxonomy-experiment"):
+        for name in NAMES:
             deployment = _deployment(client, name)
-            assert deployment["work_pool_name"] == "router-distill"
+            assert deployment["work_pool_name"] == POOL
             assert deployment["enforce_parameter_schema"] is True
+            # The worker runs the code in this folder and stores under the deployer's home.
+            assert deployment["pull_steps"] == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}
+            ]
+            env = deployment["job_variables"]["env"]
+            assert env == {"ROUTER_DISTILL_HOME": str(stack.home)}
         retraining = _deployment(client, "scheduled-retraining")
         [schedule] = retraining["schedules"]
         assert schedule["schedule"]["cron"] == "0 3 * * 1"
@@ -122,6 +148,51 @@ def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack:
             assert run["parameters"]["triggered_by"] == "schedule: weekly retraining"
 
 
+def test_worker_runs_a_partial_override_with_the_presets_taxonomy(stack: Stack) -> None:
+    # The worker's own ROUTER_DISTILL_HOME differs: the deployment's job variables must win.
+    worker_env_home = stack.root / "worker-env-home"
+    started = time.monotonic()
+    worker = start_worker(stack, POOL, env={"ROUTER_DISTILL_HOME": str(worker_env_home)})
+    with _api(stack) as client:
+        deployment = _deployment(client, "taxonomy-experiment")
+        created = client.post(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": SMALL_PRESET_TAXONOMY_RUN},
+        )
+        assert created.status_code == 201, created.text
+        run = _wait_for_run(stack, client, created.json()["id"])
+    assert run["state_type"] == "COMPLETED", stack.log("worker")[-4000:]
+    logger.info("worker run done in %.1f s", time.monotonic() - started)
+    assert run["name"] in stack.log("worker")  # executed by the worker, nothing is served
+    assert run["work_pool_name"] == POOL
+    # The server merged the run's keys into the presets: the preset's taxonomy survived.
+    assert run["parameters"]["taxonomy"] == "sports_broadcasting"
+    assert run["parameters"]["train_count"] == TINY_RUN["train_count"]
+
+    ledger = stack.home / "store" / "routers" / "sports-broadcasting" / "ledger.jsonl"
+    [entry] = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert entry["action"] == "promote"
+    assert entry["champion"]["run_id"] == run["id"]
+    assert entry["champion"]["taxonomy"] == "sports-broadcasting"
+    assert entry["champion"]["triggered_by"] == "worker integration test"
+    assert not (worker_env_home / "store").exists()
+    logger.info("worker stopped in %.1f s", stack.stop_one(worker, signal.SIGINT))
+
+
+def test_serve_refuses_names_deployed_on_the_work_pool(stack: Stack) -> None:
+    refused = stack.attempt(str(BIN / "router-distill"), "serve", "--limit", "1", timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert all(f"distill-router/{name}" in line for name in NAMES)
+    assert f"prefect worker start --pool {POOL}" in line and "delete" in line
+    with _api(stack) as client:
+        for name in NAMES:  # left on the pool, untouched
+            assert _deployment(client, name)["work_pool_name"] == POOL
+            # Delete them so this server can switch to serve (one way at a time).
+            deleted = client.delete(f"/deployments/{_deployment(client, name)['id']}")
+            assert deleted.status_code == 204, deleted.text
+
+
 def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
     stack: Stack, receiver: Receiver
 ) -> None:
@@ -133,6 +204,7 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
     serve_deployments(stack)
     with _api(stack) as client:
         deployment = _deployment(client, "taxonomy-experiment")
+        assert deployment["work_pool_name"] is None  # served: no pool, no worker
         created = client.post(
             f"/deployments/{deployment['id']}/create_flow_run",
             json={"parameters": SMALL_NEWS_RUN},
@@ -190,6 +262,15 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
             json={"artifacts": {"key": {"any_": ["ledger-news-test"]}}, "sort": "CREATED_DESC"},
         ).json()[0]
     assert [row["action"] for row in json.loads(latest["data"])] == ["rollback", "promote"]
+
+
+def test_stopping_serve_leaves_the_weekly_schedule_active(stack: Stack) -> None:
+    logger.info("serve stopped in %.1f s", stack.stop_one(stack.process("serve")))
+    with _api(stack) as client:
+        retraining = _deployment(client, "scheduled-retraining")
+    assert retraining["paused"] is False
+    [schedule] = retraining["schedules"]
+    assert schedule["active"] is True and schedule["schedule"]["cron"] == "0 3 * * 1"
 
 
 def test_server_rejects_a_bad_inline_taxonomy_when_the_run_is_created(stack: Stack) -> None:

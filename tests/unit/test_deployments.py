@@ -1,20 +1,40 @@
-"""prefect.yaml, checked offline: entrypoints import, presets validate, schedules parse."""
+"""prefect.yaml and serve, checked offline: entrypoints import, presets validate, schedules
+parse, pull steps and job variables are usable, serve refuses names deployed on a work pool."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 from prefect import Flow
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.callables import parameter_schema
+from prefect.utilities.importtools import import_object
 from prefect.utilities.schema_tools.validation import validate
+from prefect.utilities.templating import apply_values
 
-from deployments.serve import load_flow, runner_deployment
-from deployments.specs import PREFECT_YAML, PROJECT_DIR, DeploymentSpec, load_specs
+from deployments.serve import (
+    load_flow,
+    refuse_pool_deployments,
+    runner_deployment,
+    serve_deployments,
+)
+from deployments.specs import (
+    PREFECT_YAML,
+    PROJECT_DIR,
+    DeploymentSpec,
+    WorkPoolSpec,
+    load_document,
+    load_specs,
+)
 from intent_router.errors import UserInputError
 from intent_router.params import DistillParams
+from intent_router.settings import HOME_ENV, home
 from intent_router.taxonomy import resolve_taxonomy
 
 SPECS = load_specs()
@@ -170,3 +190,142 @@ def test_a_one_key_override_keeps_the_other_presets() -> None:
     params = DistillParams.model_validate(load_flow(spec).validate_parameters(merged))
     assert (params.taxonomy, params.train_count) == ("sports_broadcasting", 3000)
     assert params.triggered_by == "taxonomy experiment"
+
+
+# One way to deploy per environment: serve refuses names that are on a work pool.
+
+
+class FakeServe:
+    """Stands in for prefect.serve: records what would be served, serves nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *deployments: Any, **options: Any) -> None:
+        self.calls.append((deployments, options))
+
+
+@pytest.fixture
+def fake_serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServe]:
+    fake = FakeServe()
+    monkeypatch.setattr("deployments.serve.serve", fake)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        yield fake
+
+
+def test_serve_refuses_deployments_that_are_on_a_work_pool(fake_serve: FakeServe) -> None:
+    pools = {"distill-router/manual": "router-distill", "distill-router/taxonomy-experiment": None}
+    asked: list[str] = []
+
+    def work_pool_of(name: str) -> str | None:
+        asked.append(name)
+        return pools.get(name)
+
+    with pytest.raises(UserInputError) as refused:
+        serve_deployments(work_pool_of=work_pool_of)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "distill-router/manual" in message
+    assert "taxonomy-experiment" not in message  # only the ones on a pool are named
+    assert "prefect worker start --pool router-distill" in message and "delete" in message
+    assert sorted(asked) == sorted(f"distill-router/{name}" for name in BY_NAME)
+    assert fake_serve.calls == []  # nothing was registered or served
+
+
+def test_refusal_names_every_deployment_on_a_pool() -> None:
+    with pytest.raises(UserInputError, match="distill-router/a, distill-router/b already"):
+        refuse_pool_deployments(["distill-router/a", "distill-router/b"], lambda _: "pool-x")
+    refuse_pool_deployments(["distill-router/a"], lambda _: None)  # absent or served: fine
+
+
+def test_serve_leaves_schedules_active_when_it_stops(
+    fake_serve: FakeServe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(HOME_ENV, "relative-home")
+    serve_deployments(limit=1, work_pool_of=lambda _: None)
+    [(deployments, options)] = fake_serve.calls
+    assert options == {"limit": 1, "pause_on_shutdown": False}
+    assert {d.name for d in deployments} == set(BY_NAME)
+    assert all(d.work_pool_name is None for d in deployments)
+    # Served runs inherit an absolute storage root, resolved where serve was started.
+    assert os.environ[HOME_ENV] == str(tmp_path / "relative-home")
+
+
+# Workers that run anywhere: pull steps and job variables, checked offline.
+
+DOCUMENT = load_document()
+RESERVED_STEP_KEYS = {"id", "requires"}
+
+
+def _steps(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every pull step declared in prefect.yaml: templates under definitions and real ones."""
+    lists = [*document["definitions"].get("pull", {}).values(), document.get("pull") or []]
+    lists += [d.get("pull") or [] for d in document["deployments"]]
+    return [next(iter(step.items())) for steps in lists for step in steps]
+
+
+def test_pull_steps_name_real_step_functions_with_their_arguments() -> None:
+    steps = _steps(DOCUMENT)
+    assert "prefect.deployments.steps.git_clone" in {name for name, _ in steps}
+    for name, inputs in steps:
+        function = import_object(name)
+        accepted = set(inspect.signature(function).parameters)
+        assert set(inputs) - RESERVED_STEP_KEYS <= accepted, name
+
+
+def test_git_clone_template_takes_the_token_from_a_secret_block() -> None:
+    [step] = DOCUMENT["definitions"]["pull"]["git_clone"]
+    clone = step["prefect.deployments.steps.git_clone"]
+    assert clone["repository"].startswith("https://") and clone["branch"]
+    assert clone["access_token"].replace(" ", "") == (
+        "{{prefect.blocks.secret.router-distill-git-token}}"
+    )
+
+
+def test_process_pool_deployments_keep_the_local_working_directory() -> None:
+    # No pull section: `prefect deploy` then records set_working_directory(<this folder>).
+    assert "pull" not in DOCUMENT
+    assert all("pull" not in d for d in DOCUMENT["deployments"])
+    assert callable(import_object("prefect.deployments.steps.set_working_directory"))
+
+
+def _as_prefect_deploy_renders(
+    value: Any, home_at_deploy: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The two templating passes of `prefect deploy` (prefect/cli/deploy/_core.py); `{{ $VAR }}`
+    reads os.environ, with ROUTER_DISTILL_HOME as the deployer's shell has it (None: unset)."""
+    if home_at_deploy is None:
+        monkeypatch.delenv(HOME_ENV, raising=False)
+    else:
+        monkeypatch.setenv(HOME_ENV, home_at_deploy)
+    with_env = apply_values(value, dict(os.environ), remove_notset=False)
+    return apply_values(with_env, {}, skip_prefixes=["ctx."])
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_process_pool_pins_the_deployers_router_distill_home(
+    spec: DeploymentSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = spec.work_pool.job_variables["env"]
+    rendered = _as_prefect_deploy_renders(env, "/srv/router-distill", monkeypatch)
+    assert rendered == {HOME_ENV: "/srv/router-distill"}
+
+
+def test_unset_home_at_deploy_time_means_the_working_directory_of_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = BY_NAME["manual"].work_pool.job_variables["env"]
+    rendered = _as_prefect_deploy_renders(env, None, monkeypatch)
+    assert rendered[HOME_ENV] == ""
+    monkeypatch.setenv(HOME_ENV, rendered[HOME_ENV])  # what the worker gives the run
+    monkeypatch.chdir(tmp_path)  # the run starts in the recorded project folder
+    assert home() == tmp_path / ".router-distill"
+
+
+def test_container_pool_template_has_an_absolute_home_for_its_pods() -> None:
+    pool = WorkPoolSpec.model_validate(DOCUMENT["definitions"]["work_pools"]["kubernetes"])
+    assert pool.name != "router-distill"  # its own pool, never the process pool
+    env = pool.job_variables["env"]
+    assert PurePosixPath(env[HOME_ENV]).is_absolute()
+    assert "image" in pool.job_variables
