@@ -1,14 +1,16 @@
 """The Bedrock backend block: credentials and bucket blocks plus the rest of the setup.
 
-Secrets live only in the AwsCredentials block (masked in the UI and logs); this block refers to
-it. `build()` hands out boto3 clients with explicit retry and timeout settings, and a Prefect
-global concurrency slot around every Converse call so parallel batches respect the quota.
+The AwsCredentials block this refers to holds no keys: boto3's default chain (environment,
+profile, instance or pod role) supplies them at run time, optionally through an assumed role.
+The bucket is the runs' default storage (see `blocks.backends.resolve_storage_ref`). `build()`
+hands out boto3 clients with explicit retry and timeout settings, and a Prefect global
+concurrency slot around every Converse call so parallel batches respect the quota.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.config import Config
 from prefect.blocks.core import Block
@@ -29,8 +31,15 @@ class BedrockDistillationBackend(Block):
     _block_type_name = "Router Distill Bedrock Backend"
     _description = "Bedrock model distillation, on-demand deployment and Converse evaluation."
 
-    credentials: AwsCredentials = Field(description="AWS credentials block (holds the secrets).")
-    bucket: S3Bucket = Field(description="S3 bucket block for datasets and job outputs.")
+    paid: ClassVar[bool] = True
+
+    credentials: AwsCredentials = Field(
+        description="AWS credentials block (where boto3 gets credentials; keep keys out of it)."
+    )
+    bucket: S3Bucket = Field(
+        description="S3 bucket block: datasets, job outputs, models, champion, ledger and task "
+        "results, unless the run names another storage block."
+    )
     settings: BedrockSettings = Field(
         description="Region, service role, teacher/student/baseline model ids, labelling "
         "settings, tags and prices."

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws.assume_role_parameters import AssumeRoleParameters
 from prefect_aws.client_parameters import AwsClientParameters
 
 from blocks.backends import LocalDistillationBackend
@@ -16,6 +18,15 @@ from intent_router.backends.bedrock import BedrockSettings
 DEFAULT_NAME = "router-distill"
 AWS_BACKEND_REF = f"router-distill-bedrock-backend/{DEFAULT_NAME}"
 AWS_STORAGE_REF = f"s3-bucket/{DEFAULT_NAME}"
+ROLE_SESSION_NAME = "router-distill"
+IAM_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+IGNORED_ENVIRONMENT = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+"""Read by boto3 where the flow runs; `blocks create` never copies them into a block."""
 
 
 def create_local_blocks(name: str = DEFAULT_NAME) -> list[str]:
@@ -28,6 +39,20 @@ def create_local_blocks(name: str = DEFAULT_NAME) -> list[str]:
     ]
 
 
+def credential_source(profile: str | None, assume_role_arn: str | None) -> str:
+    """Where boto3 will find credentials at run time, in words."""
+    base = (
+        f"profile {profile!r} from the shared AWS config/credentials files"
+        if profile
+        else "boto3's default chain (AWS_* environment variables, AWS_PROFILE and the shared "
+        "config files, then the ECS task, EKS pod or EC2 instance role)"
+    )
+    where = f"at run time, on the machine that runs the flow, from {base}"
+    if assume_role_arn:
+        where += f", then assuming {assume_role_arn} (session name {ROLE_SESSION_NAME!r})"
+    return where
+
+
 def create_aws_blocks(
     *,
     role_arn: str,
@@ -35,12 +60,17 @@ def create_aws_blocks(
     bucket_folder: str = "router-distill",
     region: str | None = None,
     profile: str | None = None,
+    assume_role_arn: str | None = None,
     converse_concurrency: int = 8,
     name: str = DEFAULT_NAME,
     extra: dict[str, Any] | None = None,
 ) -> list[str]:
-    """AwsCredentials (from the standard AWS environment variables or a profile), S3Bucket,
-    the Bedrock backend block, and the global concurrency limit on Converse calls."""
+    """AwsCredentials, S3Bucket, the Bedrock backend block, and the global concurrency limit on
+    Converse calls.
+
+    The credentials block never holds keys or session tokens (they expire, and a database is no
+    place for them): only a profile name, a role to assume and the Region.
+    """
     region = (
         region
         or os.environ.get("AWS_REGION")
@@ -48,11 +78,12 @@ def create_aws_blocks(
         or ("us-east-1")
     )
     credentials = AwsCredentials(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
-        profile_name=profile or os.environ.get("AWS_PROFILE"),
+        profile_name=profile,
         region_name=region,
+        assume_role_arn=assume_role_arn,
+        assume_role_kwargs=AssumeRoleParameters(
+            RoleSessionName=ROLE_SESSION_NAME if assume_role_arn else None
+        ),
         aws_client_parameters=AwsClientParameters(
             config={"retries": {"mode": "standard", "max_attempts": 3}}
         ),
@@ -71,14 +102,11 @@ def create_aws_blocks(
 
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(CONVERSE_LIMIT, converse_concurrency)
-    source = (
-        "profile " + (profile or os.environ.get("AWS_PROFILE", ""))
-        if (profile or os.environ.get("AWS_PROFILE"))
-        else "environment variables"
-    )
+    ignored = [variable for variable in IGNORED_ENVIRONMENT if os.environ.get(variable)]
     return [
-        f"aws-credentials/{name} (region {region}, credentials from {source}; secrets masked)",
-        f"s3-bucket/{name} -> s3://{bucket}/{bucket_folder}",
+        f"aws-credentials/{name} (region {region}; no keys saved: credentials "
+        f"{credential_source(profile, assume_role_arn)})",
+        f"s3-bucket/{name} -> s3://{bucket}/{bucket_folder} (the backend's default storage)",
         f"router-distill-bedrock-backend/{name} (role {role_arn})",
         f"global concurrency limit {CONVERSE_LIMIT} = {converse_concurrency}",
-    ]
+    ] + ([f"not saved from this shell: {', '.join(ignored)}"] if ignored else [])

@@ -18,6 +18,7 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_aws import S3Bucket
 
+from intent_router.errors import UserInputError
 from intent_router.settings import home
 from intent_router.storage import DirectoryStore, ObjectStore, Versioned
 
@@ -128,17 +129,35 @@ def _save_local(name: str, folder: str) -> LocalFileSystem:
     return block
 
 
+def load_storage_block(ref: str) -> WritableFileSystem:
+    """The saved file-system block 'slug/name'; a one-line UserInputError otherwise."""
+    try:
+        block = Block.load(ref)
+    except ValueError as error:
+        raise UserInputError(f"storage block {ref!r} not found: {error}") from None
+    if not isinstance(block, WritableFileSystem):
+        raise UserInputError(f"block {ref!r} is a {type(block).__name__}, not a file system")
+    return block
+
+
+def describe_storage(ref: str | None, block: WritableFileSystem | None) -> str:
+    """Where a run stores, for messages: the block and its type, or the local default."""
+    if ref is None:
+        return f"the local default (LocalFileSystem under {home()})"
+    kind = type(block).__name__ if block is not None else "unknown"
+    return f"{ref!r} ({kind})"
+
+
 def storage_blocks(store_ref: str | None) -> tuple[WritableFileSystem, WritableFileSystem]:
     """(artifact storage, task-result storage) for a run.
 
     None means the embedded default under ROUTER_DISTILL_HOME; otherwise a saved block as
-    'slug/name' whose results go to the same block.
+    'slug/name' whose results go to the same block. Pass the ref from
+    `blocks.backends.resolve_storage_ref`, so storage follows the backend.
     """
     if store_ref is None:
         return _save_local(LOCAL_STORE_BLOCK, "store"), _save_local(LOCAL_RESULTS_BLOCK, "results")
-    block = Block.load(store_ref)
-    if not isinstance(block, WritableFileSystem):
-        raise TypeError(f"block {store_ref!r} is a {type(block).__name__}, not a file system")
+    block = load_storage_block(store_ref)
     return block, block
 
 

@@ -101,11 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     blocks_sub = blocks.add_subparsers(dest="blocks_command", required=True)
     create = blocks_sub.add_parser("create", help="create/update the blocks (idempotent)")
     create.add_argument("--backend", choices=["local", "aws"], default="local")
-    create.add_argument("--role-arn", help="aws: Bedrock service role ARN")
+    create.add_argument(
+        "--role-arn", help="aws: service role Bedrock assumes for the distillation job"
+    )
     create.add_argument("--bucket", help="aws: S3 bucket for datasets and job outputs")
     create.add_argument("--bucket-folder", default="router-distill", help="aws: key prefix")
     create.add_argument("--region", help="aws: Region (default: AWS_REGION or us-east-1)")
-    create.add_argument("--profile", help="aws: named profile instead of access keys")
+    create.add_argument(
+        "--profile",
+        help="aws: named profile the runs use (saved as the name only; default: boto3's "
+        "default chain where the flow runs). Keys and session tokens are never saved",
+    )
+    create.add_argument(
+        "--assume-role-arn",
+        help="aws: IAM role the runs assume (with the profile's or the default chain's "
+        "credentials) for Bedrock and S3 calls",
+    )
     create.add_argument(
         "--converse-concurrency",
         type=int,
@@ -383,7 +394,7 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
 
 
 def _blocks(args: argparse.Namespace) -> int:
-    from blocks.create import create_aws_blocks, create_local_blocks
+    from blocks.create import IAM_ROLE_ARN, create_aws_blocks, create_local_blocks
 
     if args.backend == "local":
         saved = create_local_blocks()
@@ -394,12 +405,19 @@ def _blocks(args: argparse.Namespace) -> int:
                 "--backend aws needs " + " and ".join(f"--{m.replace('_', '-')}" for m in missing)
             )
             return EXIT_USAGE
+        if args.assume_role_arn and not IAM_ROLE_ARN.fullmatch(args.assume_role_arn):
+            _error(
+                f"--assume-role-arn {args.assume_role_arn!r} is not an IAM role ARN "
+                "(arn:aws:iam::<account-id>:role/<name>)"
+            )
+            return EXIT_USAGE
         saved = create_aws_blocks(
             role_arn=args.role_arn,
             bucket=args.bucket,
             bucket_folder=args.bucket_folder,
             region=args.region,
             profile=args.profile,
+            assume_role_arn=args.assume_role_arn,
             converse_concurrency=args.converse_concurrency,
         )
     print("saved:")

@@ -13,8 +13,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from blocks.backends import load_backend
-from blocks.storage import local_store, object_store
+from blocks.backends import load_backend, resolve_storage_ref
+from blocks.storage import load_storage_block, local_store, object_store
 from intent_router.backends.base import Backend
 from intent_router.errors import TRANSIENT_AWS_CODES, TransientBackendError
 from intent_router.params import DistillParams
@@ -36,24 +36,23 @@ class Runtime(BaseModel):
         return cls(backend=params.backend, storage_block=params.storage_block)
 
     def store(self) -> ObjectStore:
-        return _store(self.storage_block, str(home()))
+        return _store(self.backend, self.storage_block, str(home()))
 
     def backend_client(self) -> Backend:
         return _backend(self.backend, self.storage_block, str(home()))
 
 
 @lru_cache(maxsize=8)
-def _store(storage_block: str | None, root: str) -> ObjectStore:
-    if storage_block is None:
+def _store(backend: str, storage_block: str | None, root: str) -> ObjectStore:
+    ref = resolve_storage_ref(backend, storage_block)  # storage follows the backend
+    if ref is None:
         return local_store()
-    from prefect.blocks.core import Block
-
-    return object_store(Block.load(storage_block))  # type: ignore[arg-type]
+    return object_store(load_storage_block(ref))
 
 
 @lru_cache(maxsize=8)
 def _backend(backend: str, storage_block: str | None, root: str) -> Backend:
-    return load_backend(backend, _store(storage_block, root))
+    return load_backend(backend, _store(backend, storage_block, root))
 
 
 def is_transient(error: BaseException | None) -> bool:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from moto import mock_aws
 from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventOccurredFilter
 from prefect_aws import AwsCredentials, S3Bucket
 
 from blocks.bedrock import CONVERSE_LIMIT, BedrockDistillationBackend
@@ -68,36 +75,140 @@ def test_dry_run_rejects_a_count_bedrock_cannot_accept(
     assert "outside what backend 'bedrock-nova' accepts" in capsys.readouterr().err
 
 
-def test_blocks_create_aws_is_idempotent_and_keeps_secrets_out_of_output(
+SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIAFAKEKEYID0000001",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret-access-key-do-not-persist",
+    "AWS_SESSION_TOKEN": "fake-session-token-expires-soon",
+}
+CREATE = [
+    "blocks",
+    "create",
+    "--backend",
+    "aws",
+    "--bucket",
+    "my-bucket",
+    "--role-arn",
+    "arn:aws:iam::123456789012:role/router-distill-bedrock",
+]
+
+
+def _events_since(since: datetime) -> list[dict[str, Any]]:
+    """Every event the API has persisted since `since`, as JSON."""
+    with get_client(sync_client=True) as client:
+        page = client.read_events(EventFilter(occurred=EventOccurredFilter(since=since)), 50)
+        events = [event.model_dump(mode="json") for event in page.events]
+        while page.next_page:
+            page = client.read_events_page(page.next_page)
+            events += [event.model_dump(mode="json") for event in page.events]
+    return events
+
+
+def _events_about(documents: list[str], since: datetime) -> list[dict[str, Any]]:
+    """Events since `since`, once each block document has one (they persist asynchronously)."""
+    wanted = {f"prefect.block-document.{document}" for document in documents}
+    deadline = time.monotonic() + 30
+    while True:
+        events = _events_since(since)
+        seen = {event["resource"]["prefect.resource.id"] for event in events}
+        if wanted <= seen:
+            return events
+        assert time.monotonic() < deadline, f"no events for {wanted - seen}"
+        time.sleep(0.2)  # poll interval, bounded by the deadline
+
+
+def test_blocks_create_aws_persists_no_secret_from_the_environment(
+    router_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable, value in SECRETS.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # A block saved by the old behaviour, keys and all: the new one must replace it.
+    AwsCredentials(
+        aws_access_key_id=SECRETS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=SECRETS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=SECRETS["AWS_SESSION_TOKEN"],
+    ).save("router-distill", overwrite=True)
+    since = datetime.now(UTC)
+    caplog.set_level(logging.INFO)
+
+    assert main(CREATE) == 0
+
+    out = capsys.readouterr().out
+    saved: list[str] = [out, caplog.text]
+    documents = []
+    with get_client(sync_client=True) as client:
+        for slug in ("aws-credentials", "s3-bucket", "router-distill-bedrock-backend"):
+            document = client.read_block_document_by_name(
+                "router-distill", slug, include_secrets=True
+            )
+            documents.append(str(document.id))
+            saved.append(document.model_dump_json())
+        saved += [log.model_dump_json() for log in client.read_logs()]
+        saved += [artifact.model_dump_json() for artifact in client.read_artifacts()]
+    saved += [json.dumps(event) for event in _events_about(documents, since)]
+    for variable, value in SECRETS.items():
+        leaks = [text[:200] for text in saved if value in text]
+        assert not leaks, f"{variable} persisted: {leaks}"
+    assert "no keys saved" in out and "boto3's default chain" in out and "instance role" in out
+    assert "secrets masked" not in out
+    assert "not saved from this shell: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in out
+    credentials = AwsCredentials.load("router-distill")
+    assert credentials.aws_access_key_id is None
+    assert credentials.aws_secret_access_key is None
+    assert credentials.aws_session_token is None
+    assert credentials.profile_name is None and credentials.assume_role_arn is None
+    backend = BedrockDistillationBackend.load("router-distill")
+    assert backend.credentials.aws_access_key_id is None
+
+
+def test_blocks_create_aws_saves_a_profile_name_only(
     router_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTKEY")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
-    args = [
-        "blocks",
-        "create",
-        "--backend",
-        "aws",
-        "--bucket",
-        "my-bucket",
-        "--role-arn",
-        "arn:aws:iam::123456789012:role/router-distill-bedrock",
-        "--converse-concurrency",
-        "5",
-    ]
-    assert main(args) == 0
-    assert main(args) == 0
+    for variable, value in SECRETS.items():
+        monkeypatch.setenv(variable, value)
+    assert main([*CREATE, "--profile", "router-prod", "--converse-concurrency", "5"]) == 0
+    assert main([*CREATE, "--profile", "router-prod", "--converse-concurrency", "5"]) == 0
     out = capsys.readouterr().out
-    assert "very-secret-value" not in out and "router-distill-bedrock-backend/" in out
+    assert "from profile 'router-prod' from the shared AWS config" in out
+    credentials = AwsCredentials.load("router-distill")
+    assert credentials.profile_name == "router-prod"
+    assert credentials.aws_access_key_id is None and credentials.aws_session_token is None
+    assert credentials.aws_secret_access_key is None
+    assert credentials.region_name == "us-east-1"
     backend = BedrockDistillationBackend.load("router-distill")
     assert backend.bucket.bucket_name == "my-bucket"
     assert backend.settings.role_arn == "arn:aws:iam::123456789012:role/router-distill-bedrock"
-    assert backend.credentials.aws_secret_access_key is not None
-    assert backend.credentials.aws_secret_access_key.get_secret_value() == "very-secret-value"
-    assert AwsCredentials.load("router-distill").region_name == "us-east-1"
     assert S3Bucket.load("router-distill").bucket_folder == "router-distill"
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(CONVERSE_LIMIT).limit == 5
+
+
+def test_blocks_create_aws_assume_role_gives_sessions_of_that_role(
+    router_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = "arn:aws:iam::123456789012:role/router-distill-runner"
+    for variable, value in SECRETS.items():
+        monkeypatch.setenv(variable, value)
+    assert main([*CREATE, "--assume-role-arn", role]) == 0
+    out = capsys.readouterr().out
+    assert f"then assuming {role} (session name 'router-distill')" in out
+    credentials = AwsCredentials.load("router-distill")
+    assert credentials.assume_role_arn == role and credentials.aws_access_key_id is None
+    with mock_aws():  # the base credentials come from the environment at run time
+        session = credentials.get_boto3_session()
+        identity = session.client("sts", region_name="us-east-1").get_caller_identity()
+        assert session.get_credentials().access_key != SECRETS["AWS_ACCESS_KEY_ID"]
+    assert identity["Arn"].endswith(":assumed-role/router-distill-runner/router-distill")
+
+
+def test_blocks_create_aws_rejects_a_malformed_assume_role_arn(
+    router_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*CREATE, "--assume-role-arn", "router-distill-runner"]) == 2
+    assert "--assume-role-arn" in capsys.readouterr().err
 
 
 def test_blocks_create_aws_names_missing_flags(
