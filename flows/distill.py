@@ -10,12 +10,14 @@ from typing import Any, TypeVar, cast
 
 from prefect import flow, unmapped
 from prefect.client.schemas.objects import State
+from prefect.filesystems import WritableFileSystem
 from prefect.futures import PrefectFuture, as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 from prefect.utilities.annotations import quote
 
+from blocks.backends import check_storage_fits_backend
 from blocks.storage import storage_blocks
 from flows.approval import ApprovalDeclined, wait_for_approval
 from flows.artifacts import publish_run_artifacts
@@ -85,6 +87,10 @@ class Run:
     def wait_s(self) -> float:
         return self.params.job_timeout_minutes * 60
 
+    def results_block(self) -> WritableFileSystem:
+        """Where task results (the label and dedupe caches) persist: the run's storage."""
+        return storage_blocks(self.runtime.storage_block)[1]
+
 
 @dataclass
 class TrainingData:
@@ -131,6 +137,7 @@ def distill_router(**parameters: Any) -> RunSummary:
 
 def start(params: DistillParams) -> Run:
     """Resolve the taxonomy, router, backend and storage; check them; estimate the cost."""
+    check_storage_fits_backend(params.backend, params.storage_block)  # paid backend: S3 only
     taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
     runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
@@ -157,9 +164,8 @@ def build_training_data(run: Run) -> TrainingData:
     train_outputs = outputs[: len(plan.train_batches)]
     holdout_outputs = outputs[len(plan.train_batches) :]
     run.lap("generate")
-    _, results_block = storage_blocks(run.params.storage_block)
     merge = merge_and_dedupe.with_options(
-        result_storage=results_block, cache_expiration=_cache_age(run.params)
+        result_storage=run.results_block(), cache_expiration=_cache_age(run.params)
     )
     split = merge(
         code_version(),
@@ -394,9 +400,8 @@ def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput]
     Returns the outputs, the teacher calls this run made, and how many batches came from cache.
     """
     batches = list(plan.all_batches)
-    _, results_block = storage_blocks(run.params.storage_block)
     generate: Any = generate_batch.with_options(
-        result_storage=results_block, cache_expiration=_cache_age(run.params)
+        result_storage=run.results_block(), cache_expiration=_cache_age(run.params)
     )
     teacher = run.backend.teacher_fingerprint(run.taxonomy)
     with (

@@ -32,8 +32,10 @@ class Runtime(BaseModel):
 
     @classmethod
     def for_params(cls, params: DistillParams) -> Runtime:
-        """The run's backend and storage references."""
-        return cls(backend=params.backend, storage_block=params.storage_block)
+        """The run's backend and storage references; storage follows the backend (its bucket)
+        when the run names none."""
+        storage = resolve_storage_ref(params.backend, params.storage_block)
+        return cls(backend=params.backend, storage_block=storage)
 
     def store(self) -> ObjectStore:
         return _store(self.backend, self.storage_block, str(home()))

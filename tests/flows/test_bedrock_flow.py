@@ -207,3 +207,21 @@ def test_champion_without_a_deployment_is_redeployed_before_evaluation(aws: Fake
     assert restored.deployment_id in aws.deployments
     assert [e.action for e in registry.ledger()] == ["promote", "redeploy"]
     assert "no longer exists" in registry.ledger()[-1].note
+
+
+def test_paid_backend_with_local_storage_is_refused_before_any_call(
+    aws: FakeBedrock, router_home: Path
+) -> None:
+    from prefect.filesystems import LocalFileSystem
+
+    LocalFileSystem(basepath=str(router_home / "elsewhere")).save("not-s3", overwrite=True)
+    with pytest.raises(UserInputError, match="needs S3 storage"):
+        distill_router(**{**PARAMS, "storage_block": "local-file-system/not-s3"})
+    assert aws.calls == []  # not one Converse call paid for
+
+
+def test_backend_bucket_is_the_default_store(aws: FakeBedrock) -> None:
+    summary = distill_router(**{**PARAMS, "storage_block": None, "seed": 12})
+    assert summary.outcome == "promoted"
+    assert summary.dataset.train_uri.startswith(f"s3://{BUCKET}/runs/datasets/")
+    assert any(key.startswith("runs/routers/default/") for key in s3_keys())
