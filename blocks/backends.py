@@ -13,7 +13,7 @@ from prefect.blocks.core import Block
 from prefect_aws import S3Bucket
 from pydantic import Field
 
-from blocks.storage import describe_storage, load_storage_block
+from blocks.storage import describe_storage, load_block, load_storage_block
 from intent_router.backends.base import Backend
 from intent_router.backends.local import LocalBackend
 from intent_router.errors import UserInputError
@@ -62,12 +62,7 @@ def load_backend_block(ref: str) -> BackendBlock:
         raise UserInputError(
             f"backend {ref!r} is neither {EMBEDDED!r} nor a saved block reference 'slug/name'"
         )
-    try:
-        block = Block.load(ref)
-    except ValueError as error:
-        raise UserInputError(f"backend block {ref!r} not found: {error}") from None
-    if not isinstance(block, BackendBlock):
-        raise UserInputError(f"block {ref!r} ({type(block).__name__}) is not a backend block")
+    block: BackendBlock = load_block(ref, BackendBlock, "backend")
     return block
 
 

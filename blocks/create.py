@@ -53,6 +53,11 @@ def credential_source(profile: str | None, assume_role_arn: str | None) -> str:
     return where
 
 
+def default_region() -> str:
+    """AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def create_aws_blocks(
     *,
     role_arn: str,
@@ -71,12 +76,9 @@ def create_aws_blocks(
     The credentials block never holds keys or session tokens (they expire, and a database is no
     place for them): only a profile name, a role to assume and the Region.
     """
-    region = (
-        region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or ("us-east-1")
-    )
+    region = region or default_region()
+    # Validated before anything is saved: a bad role ARN or Region leaves no half-made blocks.
+    settings = BedrockSettings(region_name=region, role_arn=role_arn, **(extra or {}))
     credentials = AwsCredentials(
         profile_name=profile,
         region_name=region,
@@ -94,7 +96,7 @@ def create_aws_blocks(
     backend = BedrockDistillationBackend(
         credentials=credentials,
         bucket=s3,
-        settings=BedrockSettings(region_name=region, role_arn=role_arn, **(extra or {})),
+        settings=settings,
         converse_concurrency=converse_concurrency,
     )
     backend.save(name, overwrite=True)

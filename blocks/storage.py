@@ -129,14 +129,21 @@ def _save_local(name: str, folder: str) -> LocalFileSystem:
     return block
 
 
-def load_storage_block(ref: str) -> WritableFileSystem:
-    """The saved file-system block 'slug/name'; a one-line UserInputError otherwise."""
+def load_block(ref: str, kind: Any, what: str) -> Any:
+    """The saved block 'slug/name' if it is a `kind`; a one-line UserInputError naming the
+    block and the problem otherwise."""
     try:
         block = Block.load(ref)
     except ValueError as error:
-        raise UserInputError(f"storage block {ref!r} not found: {error}") from None
-    if not isinstance(block, WritableFileSystem):
-        raise UserInputError(f"block {ref!r} is a {type(block).__name__}, not a file system")
+        raise UserInputError(f"{what} block {ref!r} not found: {error}") from None
+    if not isinstance(block, kind):
+        raise UserInputError(f"block {ref!r} ({type(block).__name__}) is not a {what} block")
+    return block
+
+
+def load_storage_block(ref: str) -> WritableFileSystem:
+    """The saved file-system block 'slug/name'; a one-line UserInputError otherwise."""
+    block: WritableFileSystem = load_block(ref, WritableFileSystem, "storage")
     return block
 
 

@@ -6,12 +6,7 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from intent_router.report import RunSummary, evaluation_table, markdown_table
-
-
-def artifact_key(kind: str, router: str) -> str:
-    """e.g. evaluation-default, promotion-report-news-archives."""
-    return f"{kind}-{router}"
+from intent_router.report import RunSummary, artifact_key, evaluation_table, markdown_table
 
 
 def publish_run_artifacts(summary: RunSummary, dedupe_report: Any) -> None:

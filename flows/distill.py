@@ -33,7 +33,7 @@ from intent_router.outcome import PromotionPlan, plan_outcome
 from intent_router.params import DistillParams
 from intent_router.planning import GenerationPlan, distillation_request, plan_generation
 from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
-from intent_router.report import EvaluationRow, RunSummary
+from intent_router.report import EvaluationRow, RunSummary, artifact_key
 from intent_router.taxonomy import Taxonomy, resolve_taxonomy
 from tasks.dataset import (
     DatasetRef,
@@ -204,7 +204,9 @@ def train_student(run: Run, data: TrainingData) -> JobStatus:
     """Submit the distillation job (idempotent) and wait for it."""
     request = _request(run, data)
     job_id = submit_distillation(request, run.taxonomy, run.runtime)
-    job = wait_for_job(job_id, run.runtime, run.params.poll_interval_seconds, run.wait_s)
+    job = wait_for_job(
+        job_id, run.runtime, run.params.poll_interval_seconds, run.wait_s, run.router
+    )
     run.lap("distill")
     return job
 
@@ -276,7 +278,7 @@ def evaluate_all(
         )
     results: list[EvaluationResult] = []
     with StepProgress(
-        f"evaluation-progress-{run.router}", "Evaluating on the holdout", len(targets)
+        artifact_key("evaluation-progress", run.router), "Evaluating on the holdout", len(targets)
     ) as progress:
         for target in targets:
             results.append(
@@ -406,7 +408,9 @@ def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput]
     teacher = run.backend.teacher_fingerprint(run.taxonomy)
     with (
         StepProgress(
-            f"generation-progress-{run.router}", "Generating and labelling batches", len(batches)
+            artifact_key("generation-progress", run.router),
+            "Generating and labelling batches",
+            len(batches),
         ) as progress,
         fan_out(run.params.task_runner) as runner,
     ):

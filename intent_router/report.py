@@ -59,6 +59,11 @@ class RunSummary(BaseModel):
     seconds: dict[str, float] = Field(default_factory=dict)
 
 
+def artifact_key(kind: str, router: str) -> str:
+    """Artifact keys are per router, e.g. evaluation-default, ledger-news-archives."""
+    return f"{kind}-{router}"
+
+
 def evaluation_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
     """One flat row per model, in the order evaluated."""
     table = []

@@ -325,11 +325,27 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dry_run(args: argparse.Namespace, params: Any) -> int:
-    """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
+def _bedrock_settings(role_arn: str, region: str) -> Any:
+    """BedrockSettings from the flags; a one-line UserInputError naming the bad flag."""
     from pydantic import ValidationError
 
     from intent_router.backends.bedrock import BedrockSettings
+    from intent_router.errors import UserInputError
+
+    try:
+        return BedrockSettings(role_arn=role_arn, region_name=region)
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = {"role_arn": "--role-arn", "region_name": "--region"}.get(
+            str(first["loc"][0]) if first["loc"] else "", "Bedrock settings"
+        )
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise UserInputError(_one_line(f"invalid {flag}: {reason}")) from None
+
+
+def _dry_run(args: argparse.Namespace, params: Any) -> int:
+    """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
+
     from intent_router.backends.bedrock_plan import request_plan
     from intent_router.dataset import check_record_count
     from intent_router.errors import UserInputError
@@ -343,15 +359,7 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
     role = args.role_arn or os.environ.get("ROUTER_DISTILL_ROLE_ARN") or placeholder
     bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
     region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
-    try:
-        settings = BedrockSettings(role_arn=role, region_name=region)
-    except ValidationError as error:
-        first = error.errors()[0]
-        flag = {"role_arn": "--role-arn", "region_name": "--region"}.get(
-            str(first["loc"][0]) if first["loc"] else "", "Bedrock settings"
-        )
-        reason = str(first["msg"]).removeprefix("Value error, ")
-        raise UserInputError(_one_line(f"invalid {flag}: {reason}")) from None
+    settings = _bedrock_settings(role, region)
     check_record_count(params.train_count, BEDROCK_NOVA_LIMITS)
     plan = request_plan(params, taxonomy, settings, bucket)
     print(
@@ -394,7 +402,8 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
 
 
 def _blocks(args: argparse.Namespace) -> int:
-    from blocks.create import IAM_ROLE_ARN, create_aws_blocks, create_local_blocks
+    from blocks.create import IAM_ROLE_ARN, create_aws_blocks, create_local_blocks, default_region
+    from intent_router.errors import UserInputError
 
     if args.backend == "local":
         saved = create_local_blocks()
@@ -404,6 +413,11 @@ def _blocks(args: argparse.Namespace) -> int:
             _error(
                 "--backend aws needs " + " and ".join(f"--{m.replace('_', '-')}" for m in missing)
             )
+            return EXIT_USAGE
+        try:  # before anything is saved
+            _bedrock_settings(args.role_arn, args.region or default_region())
+        except UserInputError as error:
+            _error(str(error))
             return EXIT_USAGE
         if args.assume_role_arn and not IAM_ROLE_ARN.fullmatch(args.assume_role_arn):
             _error(
@@ -504,7 +518,7 @@ def _route(args: argparse.Namespace) -> int:
             query = check_query(raw)
         except ValueError as error:
             status = EXIT_USAGE
-            shown = raw if len(raw) <= 60 else raw[:57] + "..."
+            shown = _one_line(raw if len(raw) <= 60 else raw[:57] + "...")
             if args.json:
                 print(json.dumps({"query": shown, "error": str(error)}, ensure_ascii=False))
             else:

@@ -33,6 +33,7 @@ from intent_router.errors import (
 )
 from intent_router.journal import RunJournal
 from intent_router.registry import ChampionRecord, ChampionRegistry
+from intent_router.report import artifact_key
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime, retry_if_transient
 
@@ -105,12 +106,16 @@ def submit_distillation(request: DistillationRequest, taxonomy: Taxonomy, runtim
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_if_transient,
 )
-def wait_for_job(job_id: str, runtime: Runtime, interval_s: float, timeout_s: float) -> JobStatus:
+def wait_for_job(
+    job_id: str, runtime: Runtime, interval_s: float, timeout_s: float, router: str
+) -> JobStatus:
     """Poll the job until it ends; fail with the service's message unless it Completed."""
     logger = get_run_logger()
     backend = runtime.backend_client()
     artifact = create_progress_artifact(  # sync call in a sync task: returns the id
-        progress=0.0, key="distillation-progress", description=f"Distillation job {job_id}"
+        progress=0.0,
+        key=artifact_key("distillation-progress", router),
+        description=f"Distillation job {job_id}",
     )
 
     def report(status: JobStatus | DeploymentStatus) -> None:

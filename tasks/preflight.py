@@ -10,6 +10,7 @@ from intent_router.params import DistillParams
 from intent_router.preflight import CostEstimate, check_budget, estimate_cost, format_estimate
 from intent_router.pricing import ModelPrice
 from intent_router.registry import ChampionRegistry
+from intent_router.report import artifact_key
 from intent_router.storage import check_writable
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime
@@ -52,7 +53,7 @@ def preflight(params: DistillParams, taxonomy: Taxonomy, runtime: Runtime) -> Co
         training_usd_per_1k_tokens=backend.training_price_per_1k(),
     )
     create_table_artifact(
-        key="cost-estimate",
+        key=artifact_key("cost-estimate", params.router_name or taxonomy.name),
         table=format_estimate(estimate),
         description="Estimated cost of this run before any paid call",
     )

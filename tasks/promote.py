@@ -10,6 +10,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from intent_router.registry import ChampionRecord, ChampionRegistry, LedgerEntry
+from intent_router.report import artifact_key
 from tasks.runtime import Runtime
 
 PROMOTED_EVENT = "router.promoted"
@@ -55,7 +56,7 @@ def ledger_rows(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
 def publish_ledger(router: str, entries: list[LedgerEntry]) -> None:
     """Show the router's promotion ledger as a table artifact (key ledger-<router>)."""
     create_table_artifact(
-        key=f"ledger-{router}",
+        key=artifact_key("ledger", router),
         table=ledger_rows(entries) or [{"entry": None, "action": "no promotions yet"}],
         description=f"Promotion ledger of router `{router}`, newest first",
     )
@@ -72,7 +73,8 @@ def announce(
     previous_champion: str | None,
     summary: str,
 ) -> None:
-    """Emit router.promoted or router.rejected so automations can react."""
+    """Emit router.promoted, or router.rejected (also for a blocked candidate), so automations
+    can react."""
     event = PROMOTED_EVENT if outcome == "promoted" else REJECTED_EVENT
     emit_event(
         event=event,
@@ -89,6 +91,7 @@ def announce(
         if run_id != "local"
         else None,
         payload={
+            "outcome": outcome,  # promoted, rejected or blocked
             "router": router,
             "run_id": run_id,
             "model_id": model_id,

@@ -11,26 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from prefect.client.orchestration import get_client
-from prefect_aws import AwsCredentials, S3Bucket
 
 import intent_router.backends.bedrock as bedrock_module
-from blocks.bedrock import CONVERSE_LIMIT, BedrockDistillationBackend
+from blocks.bedrock import CONVERSE_LIMIT
 from flows.distill import distill_router
-from intent_router.backends.bedrock import BedrockSettings
 from intent_router.errors import DeploymentFailed, DistillationJobFailed, UserInputError
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy
 from intent_router.teacher import ReferenceTeacher
 from tasks.runtime import Runtime
+from tests.support.aws import bedrock_on_moto
+from tests.support.aws import s3_keys as bucket_keys
 from tests.support.fake_bedrock import FakeBedrock
 
 BUCKET = "router-test-bucket"
-ROLE = "arn:aws:iam::123456789012:role/router-distill-bedrock"
 TEACHER = ReferenceTeacher(builtin_taxonomy())
 PARAMS: dict[str, Any] = {
     "train_count": 120,
@@ -62,35 +59,16 @@ def bad_student(model_id: str, system: str, user: str) -> str:
 @pytest.fixture
 def aws(router_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
     """moto S3 with a bucket, saved blocks, and the fake Bedrock clients behind the block."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(bedrock_module, "THROTTLE_BASE_DELAY_S", 0.0)  # no waiting in tests
     fake = FakeBedrock(responder=good_student)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        # One shared client: creating a boto3 client per S3 call is slow under moto.
-        monkeypatch.setattr(S3Bucket, "_get_s3_client", lambda self: s3)
-        credentials = AwsCredentials(
-            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        credentials.save("test", overwrite=True)
-        bucket = S3Bucket(bucket_name=BUCKET, credentials=credentials, bucket_folder="runs")
-        bucket.save("test", overwrite=True)
-        BedrockDistillationBackend(
-            credentials=credentials, bucket=bucket, settings=BedrockSettings(role_arn=ROLE)
-        ).save("test", overwrite=True)
-        monkeypatch.setattr(
-            BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
-        )
+    with bedrock_on_moto(monkeypatch, fake, bucket=BUCKET, name="test"):
         with get_client(sync_client=True) as client:
             client.upsert_global_concurrency_limit_by_name(CONVERSE_LIMIT, 4)
         yield fake
 
 
 def s3_keys() -> list[str]:
-    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
-    return [item["Key"] for item in listing.get("Contents", [])]
+    return bucket_keys(BUCKET)
 
 
 def test_bedrock_run_promotes_with_valid_requests(aws: FakeBedrock) -> None:

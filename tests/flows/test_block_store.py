@@ -18,6 +18,7 @@ from prefect_aws import AwsCredentials, S3Bucket
 from blocks.storage import BlockStore
 from intent_router.errors import UserInputError
 from intent_router.registry import ChampionRecord, ChampionRegistry
+from tests.support.records import assert_compare_and_swap, champion_record
 
 
 @pytest.fixture
@@ -49,16 +50,7 @@ def test_s3_block_store_round_trip_missing_and_delete(bucket: S3Bucket) -> None:
 
 
 def _record(model_id: str) -> ChampionRecord:
-    return ChampionRecord(
-        router="default",
-        model_id=model_id,
-        deployment_id=f"dep-{model_id}",
-        run_id=f"run-{model_id}",
-        taxonomy="default",
-        signals=("visual", "audio", "transcription", "metadata"),
-        metrics={"top_signal_accuracy": 0.95},
-        promoted_at="2026-11-01T00:00:00+00:00",
-    )
+    return champion_record(model_id, metrics={"top_signal_accuracy": 0.95})
 
 
 @pytest.fixture
@@ -79,17 +71,7 @@ def atomic_moto_puts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_s3_conditional_writes_create_once_and_replace_only_an_unchanged_object(
     bucket: S3Bucket,
 ) -> None:
-    store = BlockStore(bucket, "s3://store-test/f")
-    assert store.supports_conditional_writes()
-    assert store.read_versioned("k.json") is None
-
-    assert store.write_if("k.json", b"one", None) is True
-    assert store.write_if("k.json", b"two", None) is False
-    first = store.read_versioned("k.json")
-    assert first is not None and first.data == b"one"
-    assert store.write_if("k.json", b"two", first.version) is True
-    assert store.write_if("k.json", b"three", first.version) is False
-    assert store.read("k.json") == b"two"
+    assert_compare_and_swap(BlockStore(bucket, "s3://store-test/f"), "k.json")
 
 
 def test_threads_racing_on_an_s3_ledger_get_unique_contiguous_entries(

@@ -130,3 +130,31 @@ def test_crash_hook_deletes_what_the_dead_run_deployed_but_not_the_champion(
 
     live = sorted(p.stem for p in (router_home / "store" / "deployments").glob("*.json"))
     assert live == [champion.deployment_id]
+
+
+def test_after_a_rollback_the_next_promotion_deletes_the_rolled_away_deployment(
+    router_home: Path,
+) -> None:
+    always = {**LENIENT_GATE, "max_accuracy_regression": 1.0, "max_rubric_regression": 4.0}
+    run = {**TINY, "router_name": "rollaway", "gate": always}
+    first = distill_router(**run, seed=51)
+    second = distill_router(**run, seed=52)
+    assert (first.outcome, second.outcome) == ("promoted", "promoted")
+    registry = ChampionRegistry(DirectoryStore(router_home / "store"), "rollaway")
+    registry.rollback(to_entry=1)  # the operator goes back to the first model
+
+    third = distill_router(**run, seed=53)
+    assert third.outcome == "promoted"
+    champion = registry.current()
+    assert champion is not None and champion.model_id == third.model_id
+    # The second champion's deployment (rolled away from) and the first one's redeployment
+    # are both gone: only the live champion's deployment is left.
+    live = sorted(p.stem for p in (router_home / "store" / "deployments").glob("*.json"))
+    assert live == [champion.deployment_id]
+    assert [e.action for e in registry.ledger()] == [
+        "promote",
+        "promote",
+        "rollback",
+        "redeploy",
+        "promote",
+    ]

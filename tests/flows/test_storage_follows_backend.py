@@ -7,30 +7,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import boto3
 import pytest
-from moto import mock_aws
 from prefect.blocks.core import Block
 from prefect.filesystems import LocalFileSystem
-from prefect_aws import AwsCredentials, S3Bucket
+from prefect_aws import S3Bucket
 
 from blocks.backends import (
-    LocalDistillationBackend,
     check_storage_fits_backend,
     load_backend,
     resolve_storage_ref,
 )
-from blocks.bedrock import BedrockDistillationBackend
 from blocks.storage import storage_blocks
 from intent_router.backends.base import Backend
-from intent_router.backends.bedrock import BedrockSettings
 from intent_router.errors import UserInputError
 from intent_router.storage import DirectoryStore, ObjectStore
 from tasks.runtime import Runtime
+from tests.support.aws import bedrock_on_moto
+from tests.support.aws import s3_keys as bucket_keys
 from tests.support.fake_bedrock import FakeBedrock
 
 BUCKET = "router-storage-bucket"
-ROLE = "arn:aws:iam::123456789012:role/router-distill-bedrock"
 BACKEND = "router-distill-bedrock-backend/storage-test"
 
 
@@ -47,37 +43,16 @@ class PaidBucketlessBackend(Block):
 @pytest.fixture
 def aws(router_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBedrock]:
     """moto S3 with a bucket, a saved Bedrock backend block whose bucket is a saved block."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     fake = FakeBedrock()
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        monkeypatch.setattr(S3Bucket, "_get_s3_client", lambda self: s3)
-        credentials = AwsCredentials(region_name="us-east-1")
-        credentials.save("storage-test", overwrite=True)
-        bucket = S3Bucket(bucket_name=BUCKET, credentials=credentials, bucket_folder="runs")
-        bucket.save("storage-test", overwrite=True)
-        BedrockDistillationBackend(
-            credentials=credentials, bucket=bucket, settings=BedrockSettings(role_arn=ROLE)
-        ).save("storage-test", overwrite=True)
+    with bedrock_on_moto(monkeypatch, fake, bucket=BUCKET, name="storage-test"):
         LocalFileSystem(basepath=str(router_home / "elsewhere")).save(
             "storage-test", overwrite=True
-        )
-        monkeypatch.setattr(
-            BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
         )
         yield fake
 
 
 def s3_keys() -> list[str]:
-    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
-    return [item["Key"] for item in listing.get("Contents", [])]
-
-
-def test_backend_blocks_say_whether_they_are_paid() -> None:
-    assert BedrockDistillationBackend.paid is True
-    assert LocalDistillationBackend.paid is False
+    return bucket_keys(BUCKET)
 
 
 def test_the_backend_bucket_is_the_default_storage(aws: FakeBedrock) -> None:

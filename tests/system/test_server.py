@@ -103,6 +103,18 @@ def _deployment(client: httpx.Client, name: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def _run_and_wait(
+    stack: Stack, client: httpx.Client, deployment: str, parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """Create a run of the deployment through the REST API and wait until it ends."""
+    created = client.post(
+        f"/deployments/{_deployment(client, deployment)['id']}/create_flow_run",
+        json={"parameters": parameters},
+    )
+    assert created.status_code == 201, created.text
+    return _wait_for_run(stack, client, created.json()["id"])
+
+
 def _wait_for_run(stack: Stack, client: httpx.Client, run_id: str) -> dict[str, Any]:
     def finished() -> bool:
         return client.get(f"/flow_runs/{run_id}").json()["state_type"] in TERMINAL
@@ -154,13 +166,7 @@ def test_worker_runs_a_partial_override_with_the_presets_taxonomy(stack: Stack) 
     started = time.monotonic()
     worker = start_worker(stack, POOL, env={"ROUTER_DISTILL_HOME": str(worker_env_home)})
     with _api(stack) as client:
-        deployment = _deployment(client, "taxonomy-experiment")
-        created = client.post(
-            f"/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": SMALL_PRESET_TAXONOMY_RUN},
-        )
-        assert created.status_code == 201, created.text
-        run = _wait_for_run(stack, client, created.json()["id"])
+        run = _run_and_wait(stack, client, "taxonomy-experiment", SMALL_PRESET_TAXONOMY_RUN)
     assert run["state_type"] == "COMPLETED", stack.log("worker")[-4000:]
     logger.info("worker run done in %.1f s", time.monotonic() - started)
     assert run["name"] in stack.log("worker")  # executed by the worker, nothing is served
@@ -203,14 +209,8 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
         router_webhook(webhook_id, router="news-test").create()
     serve_deployments(stack)
     with _api(stack) as client:
-        deployment = _deployment(client, "taxonomy-experiment")
-        assert deployment["work_pool_name"] is None  # served: no pool, no worker
-        created = client.post(
-            f"/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": SMALL_NEWS_RUN},
-        )
-        assert created.status_code == 201, created.text
-        run = _wait_for_run(stack, client, created.json()["id"])
+        assert _deployment(client, "taxonomy-experiment")["work_pool_name"] is None  # served
+        run = _run_and_wait(stack, client, "taxonomy-experiment", SMALL_NEWS_RUN)
         assert run["state_type"] == "COMPLETED", stack.log("serve")[-4000:]
         assert run["name"] in stack.log("serve")  # executed by the serve process, no worker
 

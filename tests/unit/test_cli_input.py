@@ -341,3 +341,37 @@ def test_a_count_the_local_backend_cannot_train_stops_before_the_flow(
     [line] = capsys.readouterr().err.splitlines()
     assert "50 training records is outside what backend 'local' accepts" in line
     assert not no_flow
+
+
+@pytest.mark.parametrize(
+    "flags,named",
+    [
+        (["--role-arn", "not-an-arn"], "--role-arn"),
+        (["--role-arn", "arn:aws:iam::123456789012:role/r", "--region", "mars-1"], "--region"),
+    ],
+)
+def test_blocks_create_rejects_bad_settings_before_saving_anything(
+    flags: list[str],
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import blocks.create
+
+    def must_not_save(**_: object) -> list[str]:
+        raise AssertionError("blocks were saved for bad settings")
+
+    monkeypatch.setattr(blocks.create, "create_aws_blocks", must_not_save)
+    assert main(["blocks", "create", "--backend", "aws", "--bucket", "b", *flags]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert named in line
+
+
+def test_route_json_never_echoes_control_characters(
+    champion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["route", "--json", "clear\x1b[2J screen\x7f\x9b", "rain"]) == 2
+    out = capsys.readouterr().out
+    assert not any(ch in out for ch in ("\x1b", "\x7f", "\x9b"))
+    bad, good = (json.loads(line) for line in out.splitlines())
+    assert "control characters" in bad["error"] and good["query"] == "rain"

@@ -11,16 +11,12 @@ from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
 from intent_router.storage import DirectoryStore
 from intent_router.student import HashedNgramStudent
 from router_distill.cli import main
+from tests.support.records import champion_record
 
 
 def record(model: str, accuracy: float) -> ChampionRecord:
-    return ChampionRecord(
-        router="default",
-        model_id=model,
-        deployment_id=f"dep-{model}",
-        run_id=f"run-{model}",
-        taxonomy="default",
-        signals=("visual", "audio", "transcription", "metadata"),
+    return champion_record(
+        model,
         metrics={"top_signal_accuracy": accuracy, "mean_rubric": 4.5},
         promoted_at=now_iso(),
         triggered_by="schedule",

@@ -7,21 +7,15 @@ from typing import Literal
 from intent_router.gate import GateCheck, GateDecision
 from intent_router.outcome import deployments_since_last_promotion, plan_outcome
 from intent_router.registry import ChampionRecord, LedgerEntry
+from tests.support.records import champion_record
 
 PASS = GateDecision(promote=True, checks=(GateCheck(name="floor", passed=True, detail="ok"),))
 FAIL = GateDecision(promote=False, checks=(GateCheck(name="floor", passed=False, detail="low"),))
 
 
 def record(model: str, deployment: str | None = None) -> ChampionRecord:
-    return ChampionRecord(
-        router="r",
-        model_id=model,
-        deployment_id=deployment or f"dep-{model}",
-        run_id=f"run-{model}",
-        taxonomy="default",
-        signals=("visual", "audio"),
-        metrics={},
-        promoted_at="2026-12-01T00:00:00+00:00",
+    return champion_record(
+        model, router="r", deployment_id=deployment or f"dep-{model}", signals=("visual", "audio")
     )
 
 

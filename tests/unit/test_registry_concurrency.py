@@ -10,22 +10,14 @@ from typing import Any
 from intent_router.errors import UserInputError
 from intent_router.registry import ChampionRecord, ChampionRegistry
 from intent_router.storage import DirectoryStore
+from tests.support.records import champion_record
 
 WORKERS = 3
 OPERATIONS = 40
 
 
 def champion(model_id: str) -> ChampionRecord:
-    return ChampionRecord(
-        router="default",
-        model_id=model_id,
-        deployment_id=f"deploy-{model_id}",
-        run_id=f"run-{model_id}",
-        taxonomy="default",
-        signals=("visual", "audio", "transcription", "metadata"),
-        metrics={"top_signal_accuracy": 0.95, "mean_rubric": 4.5},
-        promoted_at="2026-11-01T00:00:00+00:00",
-    )
+    return champion_record(model_id)
 
 
 def _worker(root: str, worker: int, start: Any, results: Any) -> None:

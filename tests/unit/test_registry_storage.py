@@ -28,6 +28,7 @@ from intent_router.registry import (
 from intent_router.settings import HOME_ENV, home
 from intent_router.storage import DirectoryStore
 from intent_router.student import HashedNgramStudent
+from tests.support.records import assert_compare_and_swap, champion_record
 
 
 # -- DirectoryStore ------------------------------------------------------------------------------
@@ -108,16 +109,7 @@ def test_dot_dot_that_stays_inside_the_root_is_allowed(store: DirectoryStore) ->
 
 # -- ChampionRegistry ----------------------------------------------------------------------------
 def champion(model_id: str, router: str = "default") -> ChampionRecord:
-    return ChampionRecord(
-        router=router,
-        model_id=model_id,
-        deployment_id=f"deploy-{model_id}",
-        run_id=f"run-{model_id}",
-        taxonomy="default",
-        signals=("visual", "audio", "transcription", "metadata"),
-        metrics={"top_signal_accuracy": 0.95, "mean_rubric": 4.5},
-        promoted_at="2026-11-01T00:00:00+00:00",
-    )
+    return champion_record(model_id, router=router)
 
 
 @pytest.fixture
@@ -548,15 +540,7 @@ def test_changes_need_a_store_with_conditional_writes(tmp_path: Path) -> None:
 def test_write_if_creates_only_when_missing_and_replaces_only_when_unchanged(
     store: DirectoryStore,
 ) -> None:
-    assert store.read_versioned("k") is None
-    assert store.write_if("k", b"one", None) is True
-    assert store.write_if("k", b"two", None) is False
-    first = store.read_versioned("k")
-    assert first is not None and first.data == b"one"
-
-    assert store.write_if("k", b"two", first.version) is True
-    assert store.write_if("k", b"three", first.version) is False
-    assert store.read("k") == b"two"
+    assert_compare_and_swap(store, "k")
 
 
 # -- ledger helpers ------------------------------------------------------------------------------

@@ -1,0 +1,48 @@
+"""moto S3 and the validated fake Bedrock behind saved blocks, for flow-level tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+import pytest
+from moto import mock_aws
+from prefect_aws import AwsCredentials, S3Bucket
+
+from blocks.bedrock import BedrockDistillationBackend
+from intent_router.backends.bedrock import BedrockSettings
+from tests.support.fake_bedrock import FakeBedrock
+
+ROLE = "arn:aws:iam::123456789012:role/router-distill-bedrock"
+
+
+@contextmanager
+def bedrock_on_moto(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeBedrock, *, bucket: str, name: str
+) -> Iterator[S3Bucket]:
+    """A moto bucket; AwsCredentials, S3Bucket (folder `runs`) and a Bedrock backend block
+    saved as `name`; the backend block's clients are the fake's."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        # One shared client: creating a boto3 client per S3 call is slow under moto.
+        monkeypatch.setattr(S3Bucket, "_get_s3_client", lambda self: s3)
+        credentials = AwsCredentials(region_name="us-east-1")
+        credentials.save(name, overwrite=True)
+        block = S3Bucket(bucket_name=bucket, credentials=credentials, bucket_folder="runs")
+        block.save(name, overwrite=True)
+        BedrockDistillationBackend(
+            credentials=credentials, bucket=block, settings=BedrockSettings(role_arn=ROLE)
+        ).save(name, overwrite=True)
+        monkeypatch.setattr(
+            BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
+        )
+        yield block
+
+
+def s3_keys(bucket: str) -> list[str]:
+    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=bucket)
+    return [item["Key"] for item in listing.get("Contents", [])]
