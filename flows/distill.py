@@ -299,7 +299,9 @@ def decide_outcome(
     by_role = {e.target.role: e for e in evaluations}
     champion_eval = by_role["champion"].overall if "champion" in by_role else None
     decision = decide(by_role["candidate"].overall, champion_eval, run.params.gate)
-    scored = candidate.model_copy(update={"metrics": by_role["candidate"].metrics()})
+    scored = candidate.model_copy(
+        update={"metrics": by_role["candidate"].metrics(), "promoted_at": now_iso()}
+    )
     plan = plan_outcome(
         champion=champion, candidate=scored, decision=decision, ledger=run.registry.ledger()
     )

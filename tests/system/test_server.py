@@ -25,6 +25,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.automations import router_webhook
 from deployments.specs import PROJECT_DIR
+from intent_router.registry import ChampionRecord, ChampionRegistry
+from intent_router.storage import DirectoryStore
 from tests.support.runs import LENIENT_GATE, TINY_RUN
 from tests.system.processes import BIN, Stack, prefect_server, serve_deployments, start_worker
 
@@ -253,7 +255,13 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
     history = stack.run(str(BIN / "router-distill"), "history", "--router", "news-test")
     assert entry["champion"]["model_id"] in history
 
-    # A rollback from the CLI is recorded in the ledger and refreshes the ledger artifact.
+    # A later champion (recorded directly: a second served run would add a minute), then a
+    # rollback from the CLI to the served run's entry: recorded, and the artifact refreshed.
+    registry = ChampionRegistry(DirectoryStore(stack.home / "store"), "news-test")
+    later = ChampionRecord.model_validate(
+        {**entry["champion"], "model_id": "local-model/later", "deployment_id": "dep-later"}
+    )
+    registry.promote(later)
     out = stack.run(str(BIN / "router-distill"), "rollback", "--router", "news-test", "--to", "1")
     assert "ledger artifact ledger-news-test updated" in out
     with _api(stack) as client:
@@ -261,7 +269,9 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
             "/artifacts/filter",
             json={"artifacts": {"key": {"any_": ["ledger-news-test"]}}, "sort": "CREATED_DESC"},
         ).json()[0]
-    assert [row["action"] for row in json.loads(latest["data"])] == ["rollback", "promote"]
+    rows = json.loads(latest["data"])
+    assert [row["action"] for row in rows] == ["rollback", "promote", "promote"]
+    assert rows[0]["model"] == entry["champion"]["model_id"]
 
 
 def test_stopping_serve_leaves_the_weekly_schedule_active(stack: Stack) -> None:
