@@ -130,14 +130,16 @@ class DistillParams(BaseModel):
     )
     require_approval: bool = Field(
         default=False,
-        description="Pause before the distillation job is submitted (the first paid step) "
-        "until someone approves the run in the Prefect UI.",
+        description="Stop before the distillation job is submitted (the first paid step) "
+        "until someone approves the run in the Prefect UI; a deployment's run is suspended and "
+        "holds no process while it waits.",
     )
     approval_timeout_seconds: int = Field(
         default=3600,
         ge=1,
         le=7 * 24 * 3600,
-        description="Cancel the run if nobody approves it within this many seconds.",
+        description="End the run if nobody approves it within this many seconds (Cancelled; "
+        "a suspended deployment run is failed by the server).",
     )
     task_runner: Literal["threads", "dask"] = Field(
         default="threads",
