@@ -3,10 +3,11 @@
 `plan_outcome` turns (champion, candidate, gate decision, ledger) into a PromotionPlan: promote,
 reject, unchanged or blocked, the champion record to write, and which deployments to delete.
 
-Deployments to delete on a promotion: every deployment the ledger has referenced since the last
-promotion (the superseded champion's, a redeployed champion's, and the deployment of a champion
-an operator rolled away from), except the new champion's. The previous promotion deleted every
-older one, so nothing a ledger entry names outlives two promotions.
+Deployments to delete, whatever the outcome: the candidate's unless it serves, and every
+deployment a ledger entry names except the one that serves afterwards (the superseded
+champion's, a redeployed champion's, that of a champion an operator rolled away from). Deleting
+one that is already gone costs a status call and nothing else, so a run that died between the
+champion write and the deletions, or whose deletions failed, is cleaned up by the next run.
 """
 
 from __future__ import annotations
@@ -57,14 +58,22 @@ class PromotionPlan(BaseModel):
         }
 
 
-def deployments_since_last_promotion(ledger: Sequence[LedgerEntry]) -> list[str]:
-    """Deployments named by the last promotion and every entry after it, oldest first."""
-    last = max((i for i, e in enumerate(ledger) if e.action == "promote"), default=0)
-    seen: list[str] = []
-    for entry in ledger[last:]:
-        if entry.champion.deployment_id not in seen:
-            seen.append(entry.champion.deployment_id)
-    return seen
+def ledger_deployments(ledger: Sequence[LedgerEntry]) -> list[str]:
+    """Every deployment a ledger entry names, oldest first, once each."""
+    return list(dict.fromkeys(e.champion.deployment_id for e in ledger))
+
+
+def _retire(
+    deployments: Sequence[str], *, keep: str | None, superseded: str | None
+) -> list[Retirement]:
+    return [
+        Retirement(
+            deployment_id=d,
+            reason="superseded champion" if d == superseded else "left by an earlier champion",
+        )
+        for d in deployments
+        if d != keep
+    ]
 
 
 def plan_outcome(
@@ -78,37 +87,31 @@ def plan_outcome(
     common: dict[str, Any] = {"candidate": candidate, "decision": decision}
     own = candidate.deployment_id
     serving = champion.deployment_id if champion else None
-    discard = (
-        (Retirement(deployment_id=own, reason="candidate not promoted"),) if own != serving else ()
-    )
+    history = ledger_deployments(ledger)
+    if serving is not None and serving not in history:
+        history.append(serving)
     if champion is not None and champion.model_id == candidate.model_id:
+        outcome: Outcome = "unchanged"
+        reason = f"candidate {candidate.model_id} is already the champion"
+    elif candidate.model_id in rolled_back_models(ledger):
+        outcome = "blocked"
+        reason = (
+            f"an operator rolled back from {candidate.model_id}; only `rollback --to` can make "
+            "it the champion again"
+        )
+    elif not decision.promote:
+        outcome, reason = "rejected", decision.summary
+    else:
+        retire = _retire([*history, own], keep=own, superseded=serving)
         return PromotionPlan(
-            outcome="unchanged",
-            reason=f"candidate {candidate.model_id} is already the champion",
-            retire=discard,
+            outcome="promoted",
+            reason=decision.summary,
+            new_champion=candidate,
+            retire=tuple(retire),
             **common,
         )
-    if candidate.model_id in rolled_back_models(ledger):
-        return PromotionPlan(
-            outcome="blocked",
-            reason=f"an operator rolled back from {candidate.model_id}; only `rollback --to` "
-            "can make it the champion again",
-            retire=discard,
-            **common,
-        )
-    if not decision.promote:
-        return PromotionPlan(outcome="rejected", reason=decision.summary, retire=discard, **common)
-    stale = deployments_since_last_promotion(ledger)
-    if serving is not None and serving not in stale:
-        stale.append(serving)
-    retire = tuple(
-        Retirement(
-            deployment_id=d,
-            reason="superseded champion" if d == serving else "left by an earlier champion",
-        )
-        for d in stale
-        if d != own
+    discard = (
+        [] if own == serving else [Retirement(deployment_id=own, reason="candidate not promoted")]
     )
-    return PromotionPlan(
-        outcome="promoted", reason=decision.summary, new_champion=candidate, retire=retire, **common
-    )
+    stale = _retire([d for d in history if d != own], keep=serving, superseded=None)
+    return PromotionPlan(outcome=outcome, reason=reason, retire=(*discard, *stale), **common)

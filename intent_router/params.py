@@ -59,12 +59,14 @@ class DistillParams(BaseModel):
         description="Champion and ledger are kept per router name (default: the taxonomy name).",
     )
     train_count: int = Field(
+        strict=True,  # true/false or 300.0 are type errors, not 1 or 300
         default=10_000,
         ge=1,
         le=200_000,
         description="Training examples after dedupe. Bedrock Nova accepts 100 to 15,000.",
     )
     holdout_count: int = Field(
+        strict=True,
         default=1_000,
         ge=20,
         le=20_000,
@@ -72,6 +74,7 @@ class DistillParams(BaseModel):
         "is decided on these.",
     )
     novel_vocabulary_count: int = Field(
+        strict=True,
         default=300,
         ge=0,
         le=20_000,
@@ -85,12 +88,13 @@ class DistillParams(BaseModel):
         description="Generate this many times train_count so dedupe drops can be absorbed.",
     )
     batches: int = Field(
+        strict=True,
         default=24,
         ge=1,
         le=64,
         description="Generation batches (parallel, cached tasks). Keep this coarse.",
     )
-    seed: int = Field(default=7, ge=0, description="Seed for query synthesis.")
+    seed: int = Field(default=7, ge=0, strict=True, description="Seed for query synthesis.")
     near_duplicate_threshold: float = Field(
         default=0.85,
         gt=0.5,
@@ -135,6 +139,7 @@ class DistillParams(BaseModel):
         "holds no process while it waits.",
     )
     approval_timeout_seconds: int = Field(
+        strict=True,
         default=3600,
         ge=1,
         le=7 * 24 * 3600,

@@ -204,9 +204,26 @@ class ChampionRegistry:
         return _record(self._read_pointer())
 
     def ledger(self) -> list[LedgerEntry]:
-        """All entries, oldest first. CorruptStateError (with the line number) on a bad line."""
+        """All entries, oldest first. CorruptStateError (with the line number) on a bad line,
+        and when the pointer names an entry the ledger does not have (a lost or cut ledger)."""
         data = self.store.read(self._ledger)
-        return self._parse_ledger(data) if data else []
+        entries = self._parse_ledger(data) if data else []
+        try:
+            pointer = self._read_pointer()
+        except CorruptStateError:  # the history stays readable to repair a broken pointer
+            return entries
+        self._check_pointer_in(entries, pointer)
+        return entries
+
+    def _check_pointer_in(self, entries: list[LedgerEntry], pointer: _Pointer | None) -> None:
+        """The pointer may lag the ledger (a crash between the writes), never lead it."""
+        last = entries[-1].entry if entries else 0
+        if pointer is not None and pointer.ledger_entry > last:
+            where = f"ends at entry {last}" if entries else "is missing"
+            raise CorruptStateError(
+                f"{self._pointer} names ledger entry {pointer.ledger_entry} but {self._ledger} "
+                f"{where}; restore the ledger (it is the history) before changing the champion"
+            )
 
     def check(self) -> None:
         """Raise if the pointer or the ledger is corrupt or the store cannot change them safely.
@@ -249,6 +266,7 @@ class ChampionRegistry:
                 data = versioned.data if versioned else b""
                 entries = self._parse_ledger(data) if data else []
                 pointer = self._read_pointer()  # refuse to go on over a corrupt pointer
+                self._check_pointer_in(entries, pointer)
                 current = entries[-1].champion if entries else _record(pointer)
                 entry = build(entries, current, entries[-1].entry + 1 if entries else 1)
                 if entries and entry is entries[-1]:  # a no-op: repair the pointer only

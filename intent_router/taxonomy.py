@@ -246,6 +246,30 @@ def taxonomy_from_mapping(data: Any, source: str = "(inline)") -> Taxonomy:
         raise TaxonomyError(_format_validation_error(error, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with the same key twice (YAML keeps the last)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that a key given twice in a mapping is an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_taxonomy(path: str | Path) -> Taxonomy:
     """Load a taxonomy from a .yaml/.yml/.json file."""
     file = Path(path)
@@ -267,7 +291,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
             f"taxonomy file {file} is not UTF-8 (bad byte at offset {error.start})"
         ) from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if file.suffix == ".json" else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         first_line = str(error).splitlines()[0]
         raise TaxonomyError(f"taxonomy file {file} does not parse: {first_line}") from None
@@ -287,7 +311,7 @@ def builtin_taxonomy(name: str = "default") -> Taxonomy:
         raise TaxonomyError(
             f"no built-in taxonomy named {name!r}; available: {', '.join(builtin_taxonomy_names())}"
         )
-    return taxonomy_from_mapping(yaml.safe_load(candidate.read_text("utf-8")), source=name)
+    return taxonomy_from_mapping(load_yaml(candidate.read_text("utf-8")), source=name)
 
 
 def resolve_taxonomy(spec: str | dict[str, Any] | Taxonomy | None) -> Taxonomy:

@@ -257,9 +257,13 @@ def run_params(args: argparse.Namespace) -> Any:
         raise UserInputError(_validation_message(error)) from None
 
 
-def _check_local_storage() -> None:
-    """The embedded default's storage under ROUTER_DISTILL_HOME must be writable."""
+def _check_local_storage(router: str) -> None:
+    """The embedded default's storage under ROUTER_DISTILL_HOME must be writable, and the
+    router's champion pointer, ledger and champion model readable (the flow checks the same
+    in its first task; here it costs no Prefect start and prints no traceback)."""
+    from intent_router.backends.local import LocalBackend
     from intent_router.errors import UserInputError
+    from intent_router.registry import ChampionRegistry
     from intent_router.settings import home
     from intent_router.storage import DirectoryStore, check_writable
 
@@ -271,6 +275,12 @@ def _check_local_storage() -> None:
         ) from None
     for folder in ("store", "results"):
         check_writable(DirectoryStore(root / folder))
+    store = DirectoryStore(root / "store")
+    registry = ChampionRegistry(store, router)
+    registry.check()
+    champion = registry.current()
+    if champion is not None:
+        LocalBackend(store).check_model(champion.model_id)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -279,15 +289,14 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         params = run_params(args)
-        if params.taxonomy_definition is None:
-            resolve_taxonomy(params.taxonomy)  # fail fast, before Prefect starts
+        taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)  # fail fast
         if not args.dry_run and params.backend == "local":
             from intent_router.dataset import check_record_count
             from intent_router.pricing import LOCAL_LIMITS
 
             check_record_count(params.train_count, LOCAL_LIMITS)
-        if not args.dry_run and params.storage_block is None:
-            _check_local_storage()  # before the first teacher call, not after it
+        if not args.dry_run and params.storage_block is None and params.backend == "local":
+            _check_local_storage(params.router_name or taxonomy.name)  # before Prefect starts
     except UserInputError as error:
         _error(_one_line(str(error)))
         return EXIT_USAGE

@@ -202,8 +202,14 @@ def _wait_until_active(
     retry_condition_fn=retry_if_transient,
 )
 def delete_deployment(deployment_id: str, runtime: Runtime, reason: str) -> None:
-    """Delete a deployment so nothing paid outlives the run."""
-    runtime.backend_client().delete_deployment(deployment_id)
+    """Delete a deployment so nothing paid outlives the run (one already gone is skipped)."""
+    backend = runtime.backend_client()
+    try:
+        backend.deployment_status(deployment_id)
+    except DeploymentNotFound:
+        get_run_logger().debug("deployment %s is already deleted (%s)", deployment_id, reason)
+        return
+    backend.delete_deployment(deployment_id)
     get_run_logger().info("deleted deployment %s (%s)", deployment_id, reason)
 
 

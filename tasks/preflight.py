@@ -18,12 +18,17 @@ from tasks.runtime import Runtime
 
 @task(name="check-run-inputs")
 def check_run_inputs(router: str, runtime: Runtime) -> None:
-    """Fail before any paid call if storage cannot be written or the registry is corrupt."""
+    """Fail before any paid call if storage cannot be written, the registry is corrupt or the
+    champion's model is gone."""
     store = runtime.store()
     check_writable(store)
     # A corrupt pointer or ledger is an error, never "no champion"; the store must support
-    # the ledger's conditional writes.
-    ChampionRegistry(store, router).check()
+    # the ledger's conditional writes; the champion's model must still exist.
+    registry = ChampionRegistry(store, router)
+    registry.check()
+    champion = registry.current()
+    if champion is not None:
+        runtime.backend_client().check_model(champion.model_id)
     get_run_logger().info("storage writable, registry of router %s readable", router)
 
 

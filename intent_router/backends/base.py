@@ -140,6 +140,9 @@ class Backend(Protocol):
 
     def job_status(self, job_id: str) -> JobStatus: ...
 
+    def check_model(self, model_id: str) -> None:
+        """Raise ModelArtifactError if the trained model is gone or unreadable."""
+
     def deploy(
         self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
     ) -> str:

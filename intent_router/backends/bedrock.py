@@ -36,6 +36,7 @@ from intent_router.backends.bedrock_validation import validate_request
 from intent_router.errors import (
     TRANSIENT_AWS_CODES,
     DeploymentNotFound,
+    ModelArtifactError,
     RouterOutputError,
     TransientBackendError,
 )
@@ -348,6 +349,16 @@ class BedrockBackend:
             details=details,
             metrics=metrics,
         )
+
+    def check_model(self, model_id: str) -> None:
+        try:
+            model = self._call(self.control, "get_custom_model", modelIdentifier=model_id)
+        except ClientError as error:
+            if _code(error) == "ResourceNotFoundException":
+                raise ModelArtifactError(f"custom model {model_id} no longer exists") from None
+            raise
+        if model.get("modelStatus") == "Failed":
+            raise ModelArtifactError(f"custom model {model_id} is Failed")
 
     # -- deployments -------------------------------------------------------------------------
     def deployment_request(

@@ -243,6 +243,9 @@ class LocalBackend:
             self._students.pop(deployment_id, None)
 
     # -- inference ---------------------------------------------------------------------------
+    def check_model(self, model_id: str) -> None:
+        self.load_student(model_id)
+
     def load_student(self, model_id: str) -> HashedNgramStudent:
         with self._lock:
             if model_id not in self._students:

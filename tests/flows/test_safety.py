@@ -17,6 +17,7 @@ from flows.cleanup import tear_down_run
 from flows.distill import distill_router
 from intent_router.backends.base import LabelResult, TeacherFingerprint
 from intent_router.backends.local import LocalBackend
+from intent_router.errors import ModelArtifactError
 from intent_router.journal import RunJournal
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
@@ -158,3 +159,17 @@ def test_after_a_rollback_the_next_promotion_deletes_the_rolled_away_deployment(
         "redeploy",
         "promote",
     ]
+
+
+def test_a_champion_whose_model_is_gone_stops_the_run_before_any_teacher_call(
+    router_home: Path, teacher_calls: type[Calls]
+) -> None:
+    distill_router(**TINY, router_name="lost-model", seed=34)
+    champion = ChampionRegistry(DirectoryStore(router_home / "store"), "lost-model").current()
+    assert champion is not None
+    backend = LocalBackend(DirectoryStore(router_home / "store"))
+    (router_home / "store" / backend.artifact_path(champion.model_id)).unlink()
+    teacher_calls.count = 0
+    with pytest.raises(ModelArtifactError, match="is missing"):
+        distill_router(**TINY, router_name="lost-model", seed=35)
+    assert teacher_calls.count == 0

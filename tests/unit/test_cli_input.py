@@ -375,3 +375,32 @@ def test_route_json_never_echoes_control_characters(
     assert not any(ch in out for ch in ("\x1b", "\x7f", "\x9b"))
     bad, good = (json.loads(line) for line in out.splitlines())
     assert "control characters" in bad["error"] and good["query"] == "rain"
+
+
+@pytest.mark.parametrize("damage", ["empty pointer", "missing model", "lost ledger"])
+def test_run_stops_on_corrupt_state_before_prefect_starts(
+    damage: str, champion: str, router_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = router_home / "store"
+    if damage == "empty pointer":
+        (store / "routers" / "default" / "champion.json").write_bytes(b"")
+    elif damage == "missing model":
+        (store / "models" / "tiny" / "student.npz").unlink()
+    else:
+        (store / "routers" / "default" / "ledger.jsonl").unlink()
+
+    assert main(["run", "--train-count", "300", "--batches", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err  # one line: no Prefect start, no traceback
+    assert err.startswith("error: ")
+
+
+@pytest.mark.parametrize("value", [True, 300.0, "300"])
+def test_a_count_that_is_not_an_integer_is_a_type_error(
+    value: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"train_count": value}))
+    assert main(["run", "--params-json", str(params), "--dry-run"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "train_count" in line and "integer" in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from intent_router.gate import GateCheck, GateDecision
-from intent_router.outcome import deployments_since_last_promotion, plan_outcome
+from intent_router.outcome import ledger_deployments, plan_outcome
 from intent_router.registry import ChampionRecord, LedgerEntry
 from tests.support.records import champion_record
 
@@ -82,7 +82,7 @@ def test_a_model_rolled_back_from_is_blocked_even_when_the_gate_passes() -> None
     ]
     plan = plan_outcome(champion=a, candidate=record("b", "dep-b2"), decision=PASS, ledger=ledger)
     assert plan.outcome == "blocked" and plan.announced and plan.new_champion is None
-    assert retired(plan) == ["dep-b2"]
+    assert retired(plan) == ["dep-b2", "dep-b"]  # and the rolled-away one, never the champion's
     assert "rolled back" in plan.reason
 
 
@@ -103,12 +103,29 @@ def test_after_a_rollback_the_next_promotion_deletes_the_rolled_away_deployment(
     assert "dep-c" not in retired(plan)
 
 
-def test_deployments_since_last_promotion_ignores_what_earlier_promotions_deleted() -> None:
-    a, b, c = record("a"), record("b"), record("c")
+def test_a_run_after_a_crash_between_promotion_and_deletion_deletes_the_leftover() -> None:
+    # The run that promoted b died before deleting a's deployment; the re-run finds b unchanged.
+    a, b = record("a"), record("b")
+    ledger = [entry(1, "promote", a, None), entry(2, "promote", b, "a")]
+    plan = plan_outcome(champion=b, candidate=b, decision=PASS, ledger=ledger)
+    assert plan.outcome == "unchanged"
+    assert retired(plan) == ["dep-a"]
+
+
+def test_rejected_and_blocked_runs_also_sweep_earlier_deployments() -> None:
+    a, b = record("a"), record("b")
+    ledger = [entry(1, "promote", a, None), entry(2, "promote", b, "a")]
+    rejected = plan_outcome(champion=b, candidate=record("c"), decision=FAIL, ledger=ledger)
+    assert retired(rejected) == ["dep-c", "dep-a"]
+    assert "dep-b" not in retired(rejected)  # the champion's stays
+
+
+def test_ledger_deployments_are_listed_once_oldest_first() -> None:
+    a, b = record("a"), record("b")
     ledger = [
         entry(1, "promote", a, None),
         entry(2, "promote", b, "a"),
-        entry(3, "promote", c, "b"),
+        entry(3, "rollback", a, "b"),
     ]
-    assert deployments_since_last_promotion(ledger) == ["dep-c"]
-    assert deployments_since_last_promotion([]) == []
+    assert ledger_deployments(ledger) == ["dep-a", "dep-b"]
+    assert ledger_deployments([]) == []

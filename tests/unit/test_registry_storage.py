@@ -607,3 +607,22 @@ def test_a_missing_or_truncated_model_artifact_is_a_typed_error_naming_it(
         f"model artifact {path} of local-model/m-1 is corrupt"
     )
     assert isinstance(caught.value, CorruptStateError)
+
+
+def test_a_lost_or_cut_ledger_is_corrupt_state_not_an_empty_history(
+    store: DirectoryStore,
+) -> None:
+    registry = ChampionRegistry(store, "default")
+    registry.promote(champion("a"))
+    registry.promote(champion("b"))
+    ledger = store.root / "routers" / "default" / "ledger.jsonl"
+    first_line = ledger.read_text().splitlines()[0]
+    ledger.write_text(first_line + "\n")  # cut: the pointer names entry 2
+    with pytest.raises(CorruptStateError, match=r"names ledger entry 2 but .* ends at entry 1"):
+        registry.ledger()
+    ledger.unlink()  # lost
+    with pytest.raises(CorruptStateError, match=r"ledger\.jsonl is missing"):
+        registry.check()
+    with pytest.raises(CorruptStateError, match="is missing"):
+        registry.promote(champion("c"))  # never rewrites history from the pointer
+    assert not ledger.exists()

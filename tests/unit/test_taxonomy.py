@@ -540,3 +540,12 @@ def test_a_file_over_the_size_limit_is_rejected_before_it_is_parsed(tmp_path: Pa
 
     with pytest.raises(TaxonomyError, match=r"larger than the limit of 1,000,000 bytes"):
         load_taxonomy(file)
+
+
+def test_a_key_given_twice_in_a_taxonomy_file_is_rejected(tmp_path: Path) -> None:
+    from intent_router.taxonomy import load_taxonomy
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: shop\nname: other\nattributes: []\n")
+    with pytest.raises(TaxonomyError, match="duplicate key 'name'"):
+        load_taxonomy(path)
