@@ -206,12 +206,14 @@ class ChampionRegistry:
     def ledger(self) -> list[LedgerEntry]:
         """All entries, oldest first. CorruptStateError (with the line number) on a bad line,
         and when the pointer names an entry the ledger does not have (a lost or cut ledger)."""
+        # The pointer first: it is written after the ledger, so every entry it names is in a
+        # ledger read after it, even while another process is promoting.
+        try:
+            pointer: _Pointer | None = self._read_pointer()
+        except CorruptStateError:  # the history stays readable to repair a broken pointer
+            pointer = None
         data = self.store.read(self._ledger)
         entries = self._parse_ledger(data) if data else []
-        try:
-            pointer = self._read_pointer()
-        except CorruptStateError:  # the history stays readable to repair a broken pointer
-            return entries
         self._check_pointer_in(entries, pointer)
         return entries
 
@@ -262,10 +264,12 @@ class ChampionRegistry:
         store = self._conditional_store()
         with store.locked(self._lock):
             for attempt in range(MAX_ATTEMPTS):
+                # The pointer before the ledger (see `ledger`): a pointer ahead of a ledger read
+                # after it is a lost ledger, not a concurrent writer.
+                pointer = self._read_pointer()  # refuse to go on over a corrupt pointer
                 versioned = store.read_versioned(self._ledger)
                 data = versioned.data if versioned else b""
                 entries = self._parse_ledger(data) if data else []
-                pointer = self._read_pointer()  # refuse to go on over a corrupt pointer
                 self._check_pointer_in(entries, pointer)
                 current = entries[-1].champion if entries else _record(pointer)
                 entry = build(entries, current, entries[-1].entry + 1 if entries else 1)

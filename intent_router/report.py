@@ -143,7 +143,7 @@ def render_text(summary: RunSummary) -> str:
         _indent(_confusion(summary)),
         "",
         f"Gate: {summary.gate.get('summary', '')}",
-        f"Outcome: {summary.outcome.upper()} ({summary.outcome_reason}); "
+        f"Outcome: {summary.outcome.upper()}{_because(summary)}; "
         f"champion is {summary.champion_model_id or 'none'}",
     ]
     if summary.seconds:
@@ -151,6 +151,12 @@ def render_text(summary: RunSummary) -> str:
             "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
         )
     return "\n".join(lines)
+
+
+def _because(summary: RunSummary) -> str:
+    """Why the outcome, when the gate line above does not already say it (unchanged, blocked)."""
+    reason = summary.outcome_reason
+    return f" ({reason})" if reason and reason != summary.gate.get("summary") else ""
 
 
 def _split(counts: dict[str, int]) -> str:

@@ -244,23 +244,26 @@ class LocalBackend:
 
     # -- inference ---------------------------------------------------------------------------
     def check_model(self, model_id: str) -> None:
-        self.load_student(model_id)
+        self._read_student(model_id)  # from storage, not the in-memory copy
 
     def load_student(self, model_id: str) -> HashedNgramStudent:
         with self._lock:
             if model_id not in self._students:
-                path = self.artifact_path(model_id)
-                data = self.store.read(path)
-                if data is None:
-                    raise ModelArtifactError(f"model artifact {path} of {model_id} is missing")
-                try:
-                    self._students[model_id] = HashedNgramStudent.from_bytes(data)
-                except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
-                    problem = " ".join(str(error).split())[:160] or type(error).__name__
-                    raise ModelArtifactError(
-                        f"model artifact {path} of {model_id} is corrupt ({problem})"
-                    ) from None
+                self._students[model_id] = self._read_student(model_id)
             return self._students[model_id]
+
+    def _read_student(self, model_id: str) -> HashedNgramStudent:
+        path = self.artifact_path(model_id)
+        data = self.store.read(path)
+        if data is None:
+            raise ModelArtifactError(f"model artifact {path} of {model_id} is missing")
+        try:
+            return HashedNgramStudent.from_bytes(data)
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            problem = " ".join(str(error).split())[:160] or type(error).__name__
+            raise ModelArtifactError(
+                f"model artifact {path} of {model_id} is corrupt ({problem})"
+            ) from None
 
     def _answer_fn(self, target: ModelTarget, taxonomy: Taxonomy) -> Callable[[str], str]:
         kind, _, value = target.ref.partition(":")
