@@ -75,6 +75,7 @@ class Run:
     backend: Backend
     registry: ChampionRegistry
     run_id: str
+    results_block: WritableFileSystem  # task results (label and dedupe caches) persist here
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -86,10 +87,6 @@ class Run:
     @property
     def wait_s(self) -> float:
         return self.params.job_timeout_minutes * 60
-
-    def results_block(self) -> WritableFileSystem:
-        """Where task results (the label and dedupe caches) persist: the run's storage."""
-        return storage_blocks(self.runtime.storage_block)[1]
 
 
 @dataclass
@@ -151,6 +148,7 @@ def start(params: DistillParams) -> Run:
         backend=backend,
         registry=ChampionRegistry(runtime.store(), router),
         run_id=str(flow_run.get_id() or "local"),
+        results_block=storage_blocks(runtime.storage_block)[1],
     )
     check_run_inputs(router, runtime)  # storage writable, registry readable: before any paid call
     preflight(params, taxonomy, runtime)
@@ -165,7 +163,7 @@ def build_training_data(run: Run) -> TrainingData:
     holdout_outputs = outputs[len(plan.train_batches) :]
     run.lap("generate")
     merge = merge_and_dedupe.with_options(
-        result_storage=run.results_block(), cache_expiration=_cache_age(run.params)
+        result_storage=run.results_block, cache_expiration=_cache_age(run.params)
     )
     split = merge(
         code_version(),
@@ -405,7 +403,7 @@ def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput]
     """
     batches = list(plan.all_batches)
     generate: Any = generate_batch.with_options(
-        result_storage=run.results_block(), cache_expiration=_cache_age(run.params)
+        result_storage=run.results_block, cache_expiration=_cache_age(run.params)
     )
     teacher = run.backend.teacher_fingerprint(run.taxonomy)
     with (

@@ -18,6 +18,8 @@ from intent_router.params import DistillParams
 from intent_router.planning import plan_generation
 from intent_router.pricing import ModelPrice, estimate_tokens, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.registry import ChampionRegistry
+from intent_router.storage import ObjectStore, check_writable
 from intent_router.synthesis import QueryWriter
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
@@ -160,3 +162,14 @@ def format_estimate(estimate: CostEstimate) -> list[dict[str, Any]]:
         }
         for line in estimate.lines
     ]
+
+
+def check_run_state(store: ObjectStore, router: str, check_model: Callable[[str], None]) -> None:
+    """Before any paid call: the store is writable, the router's pointer and ledger are readable
+    and consistent (never "no champion" when corrupt), and the champion's model still exists."""
+    check_writable(store)
+    registry = ChampionRegistry(store, router)
+    registry.check()
+    champion = registry.current()
+    if champion is not None:
+        check_model(champion.model_id)

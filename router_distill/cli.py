@@ -263,7 +263,7 @@ def _check_local_storage(router: str) -> None:
     in its first task; here it costs no Prefect start and prints no traceback)."""
     from intent_router.backends.local import LocalBackend
     from intent_router.errors import UserInputError
-    from intent_router.registry import ChampionRegistry
+    from intent_router.preflight import check_run_state
     from intent_router.settings import home
     from intent_router.storage import DirectoryStore, check_writable
 
@@ -273,14 +273,9 @@ def _check_local_storage(router: str) -> None:
         raise UserInputError(
             f"cannot create ROUTER_DISTILL_HOME {error.filename}: {error.strerror}"
         ) from None
-    for folder in ("store", "results"):
-        check_writable(DirectoryStore(root / folder))
+    check_writable(DirectoryStore(root / "results"))
     store = DirectoryStore(root / "store")
-    registry = ChampionRegistry(store, router)
-    registry.check()
-    champion = registry.current()
-    if champion is not None:
-        LocalBackend(store).check_model(champion.model_id)
+    check_run_state(store, router, LocalBackend(store).check_model)
 
 
 def _run(args: argparse.Namespace) -> int:

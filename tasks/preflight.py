@@ -7,11 +7,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from intent_router.params import DistillParams
-from intent_router.preflight import CostEstimate, check_budget, estimate_cost, format_estimate
+from intent_router.preflight import (
+    CostEstimate,
+    check_budget,
+    check_run_state,
+    estimate_cost,
+    format_estimate,
+)
 from intent_router.pricing import ModelPrice
-from intent_router.registry import ChampionRegistry
 from intent_router.report import artifact_key
-from intent_router.storage import check_writable
 from intent_router.taxonomy import Taxonomy
 from tasks.runtime import Runtime
 
@@ -20,15 +24,7 @@ from tasks.runtime import Runtime
 def check_run_inputs(router: str, runtime: Runtime) -> None:
     """Fail before any paid call if storage cannot be written, the registry is corrupt or the
     champion's model is gone."""
-    store = runtime.store()
-    check_writable(store)
-    # A corrupt pointer or ledger is an error, never "no champion"; the store must support
-    # the ledger's conditional writes; the champion's model must still exist.
-    registry = ChampionRegistry(store, router)
-    registry.check()
-    champion = registry.current()
-    if champion is not None:
-        runtime.backend_client().check_model(champion.model_id)
+    check_run_state(runtime.store(), router, runtime.backend_client().check_model)
     get_run_logger().info("storage writable, registry of router %s readable", router)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,38 +10,17 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.distill import distill_router
-from intent_router.backends.base import JobState, LabelResult
+from intent_router.backends.base import JobState
 from intent_router.backends.local import LocalBackend
 from intent_router.dedupe import leaked_pairs
 from intent_router.errors import BackendLimitError, DistillationJobFailed
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
-from intent_router.taxonomy import Taxonomy
+from tests.flows.conftest import TeacherCalls
 from tests.support.runs import LENIENT_GATE, SMALL_RUN
 
 SMALL = SMALL_RUN
-
-
-class TeacherCalls:
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@pytest.fixture
-def teacher_calls(monkeypatch: pytest.MonkeyPatch) -> TeacherCalls:
-    """Counts every query the local teacher is asked to label."""
-    calls = TeacherCalls()
-    original = LocalBackend.label
-
-    def counting(
-        self: LocalBackend, queries: Sequence[str], taxonomy: Taxonomy
-    ) -> list[LabelResult]:
-        calls.count += len(queries)
-        return original(self, queries, taxonomy)
-
-    monkeypatch.setattr(LocalBackend, "label", counting)
-    return calls
 
 
 def store(home: Path) -> DirectoryStore:

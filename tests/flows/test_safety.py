@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,38 +14,21 @@ from prefect.states import Crashed
 
 from flows.cleanup import tear_down_run
 from flows.distill import distill_router
-from intent_router.backends.base import LabelResult, TeacherFingerprint
+from intent_router.backends.base import TeacherFingerprint
 from intent_router.backends.local import LocalBackend
 from intent_router.errors import ModelArtifactError
 from intent_router.journal import RunJournal
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import DirectoryStore
 from intent_router.taxonomy import Taxonomy
+from tests.flows.conftest import TeacherCalls
 from tests.support.runs import LENIENT_GATE, TINY_RUN
 
 TINY: dict[str, Any] = {**TINY_RUN, "gate": LENIENT_GATE}
 
 
-class Calls:
-    count = 0
-
-
-@pytest.fixture
-def teacher_calls(monkeypatch: pytest.MonkeyPatch) -> type[Calls]:
-    original = LocalBackend.label
-
-    def counting(self: LocalBackend, queries: Sequence[str], taxonomy: Taxonomy) -> Any:
-        Calls.count += len(queries)
-        result: list[LabelResult] = original(self, queries, taxonomy)
-        return result
-
-    Calls.count = 0
-    monkeypatch.setattr(LocalBackend, "label", counting)
-    return Calls
-
-
 def test_another_teacher_never_reuses_cached_labels(
-    router_home: Path, teacher_calls: type[Calls], monkeypatch: pytest.MonkeyPatch
+    router_home: Path, teacher_calls: TeacherCalls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = distill_router(**TINY, router_name="fingerprint", seed=31)
     paid = teacher_calls.count
@@ -65,7 +47,7 @@ def test_another_teacher_never_reuses_cached_labels(
 
 
 def test_cached_labels_expire_after_their_maximum_age(
-    router_home: Path, teacher_calls: type[Calls]
+    router_home: Path, teacher_calls: TeacherCalls
 ) -> None:
     young = 1e-6  # days: 0.09 s, over before the first run has finished
     distill_router(**TINY, router_name="expiry", seed=32, cache_max_age_days=young)
@@ -162,7 +144,7 @@ def test_after_a_rollback_the_next_promotion_deletes_the_rolled_away_deployment(
 
 
 def test_a_champion_whose_model_is_gone_stops_the_run_before_any_teacher_call(
-    router_home: Path, teacher_calls: type[Calls]
+    router_home: Path, teacher_calls: TeacherCalls
 ) -> None:
     distill_router(**TINY, router_name="lost-model", seed=34)
     champion = ChampionRegistry(DirectoryStore(router_home / "store"), "lost-model").current()

@@ -14,12 +14,12 @@ import pytest
 from intent_router.locks import LockTimeout, process_lock
 
 HOLD = """
-import sys, time
+import sys
 from pathlib import Path
 from intent_router.locks import process_lock
 with process_lock(Path(sys.argv[1]), 5):
     print("held", flush=True)
-    time.sleep(600)
+    sys.stdin.read()  # hold until killed (or stdin closes)
 """
 
 
@@ -27,7 +27,11 @@ def test_a_held_lock_times_out_and_a_killed_holder_frees_it(tmp_path: Path) -> N
     lock = tmp_path / "locks" / "router-default.lock"
     root = Path(__file__).resolve().parents[2]
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(lock)], cwd=root, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(lock)],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -41,6 +45,9 @@ def test_a_held_lock_times_out_and_a_killed_holder_frees_it(tmp_path: Path) -> N
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
 
 
 def test_the_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
