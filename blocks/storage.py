@@ -181,3 +181,15 @@ def object_store(block: WritableFileSystem) -> ObjectStore:
 def local_store() -> DirectoryStore:
     """The embedded default's artifact store, without touching the Prefect API."""
     return DirectoryStore(home() / "store")
+
+
+def s3_client(storage_ref: str | None) -> Any:
+    """An S3 client for reading traffic: the storage block's credentials when it is an S3Bucket,
+    else boto3's default credential chain."""
+    if storage_ref is not None:
+        block = load_storage_block(storage_ref)
+        if isinstance(block, S3Bucket):
+            return block.credentials.get_s3_client()
+    import boto3
+
+    return boto3.client("s3")

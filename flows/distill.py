@@ -28,13 +28,30 @@ from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
 from intent_router.dataset import check_record_count
-from intent_router.gate import decide
+from intent_router.evaluation import EvaluationResult, prior_target
+from intent_router.gate import GoldenEvidence, decide
+from intent_router.golden import GoldenSet
+from intent_router.inputs import resolve_golden, resolve_traffic
 from intent_router.outcome import PromotionPlan, plan_outcome
 from intent_router.params import DistillParams
-from intent_router.planning import GenerationPlan, distillation_request, plan_generation
-from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
-from intent_router.report import EvaluationRow, RunSummary, artifact_key
-from intent_router.taxonomy import Taxonomy, resolve_taxonomy
+from intent_router.planning import (
+    GenerationPlan,
+    distillation_request,
+    plan_generation,
+    split_traffic,
+    training_seed,
+)
+from intent_router.registry import (
+    ChampionRecord,
+    ChampionRegistry,
+    LedgerEntry,
+    best_entry,
+    now_iso,
+    rolled_back_models,
+)
+from intent_router.report import EvaluationRow, RunSummary, TrafficSummary, artifact_key
+from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names, resolve_taxonomy
+from intent_router.traffic import TrafficQuery, TrafficSource, Watermark, new_since
 from tasks.dataset import (
     DatasetRef,
     SplitOutput,
@@ -50,11 +67,22 @@ from tasks.distill import (
     wait_for_deployment,
     wait_for_job,
 )
-from tasks.evaluate import EvaluationResult, evaluate_model, prior_target
+from tasks.evaluate import evaluate_model
 from tasks.generate import BatchOutput, generate_batch
 from tasks.preflight import check_run_inputs, preflight
 from tasks.promote import announce, promote_candidate, publish_ledger
 from tasks.runtime import Runtime, code_version
+from tasks.traffic import (
+    TrafficLabels,
+    clean,
+    label_traffic,
+    last_watermark,
+    move_watermark,
+    read_traffic,
+    unlabelled,
+)
+
+TRAIN_CONSUMER = "train"  # the distill flow's traffic watermark (the monitor keeps its own)
 
 T = TypeVar("T")
 
@@ -76,6 +104,8 @@ class Run:
     registry: ChampionRegistry
     run_id: str
     results_block: WritableFileSystem  # task results (label and dedupe caches) persist here
+    golden: GoldenSet | None = None
+    traffic: Traffic | None = None
     started: float = field(default_factory=time.perf_counter)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -90,6 +120,17 @@ class Run:
 
 
 @dataclass
+class Traffic:
+    """The traffic a run uses, read and cleaned at the start (nothing paid yet)."""
+
+    source: TrafficSource
+    summary: TrafficSummary  # counts so far; labels and split are filled in later
+    train: list[TrafficQuery]  # older traffic, capped to the traffic share of train_count
+    holdout: list[TrafficQuery]  # the newest slice
+    newest: TrafficQuery | None
+
+
+@dataclass
 class TrainingData:
     train_outputs: list[BatchOutput]
     holdout_outputs: list[BatchOutput]
@@ -98,6 +139,7 @@ class TrainingData:
     split: SplitOutput
     train_ref: DatasetRef
     holdout_ref: DatasetRef
+    traffic: TrafficSummary | None = None
 
 
 @flow(
@@ -133,9 +175,15 @@ def distill_router(**parameters: Any) -> RunSummary:
 
 
 def start(params: DistillParams) -> Run:
-    """Resolve the taxonomy, router, backend and storage; check them; estimate the cost."""
+    """Resolve the taxonomy, router, backend, storage, golden set and traffic; check them;
+    estimate the cost. Everything here happens before the first paid call."""
     check_storage_fits_backend(params.backend, params.storage_block)  # paid backend: S3 only
     taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
+    golden = resolve_golden(params.golden, taxonomy, required=params.require_golden)
+    scheduled = flow_run.get_scheduled_start_time()
+    params = params.model_copy(
+        update={"seed": training_seed(params, scheduled.date() if scheduled else None)}
+    )
     runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
     check_record_count(params.train_count, backend.limits)
@@ -149,19 +197,75 @@ def start(params: DistillParams) -> Run:
         registry=ChampionRegistry(runtime.store(), router),
         run_id=str(flow_run.get_id() or "local"),
         results_block=storage_blocks(runtime.storage_block)[1],
+        golden=golden,
     )
     check_run_inputs(router, runtime)  # storage writable, registry readable: before any paid call
-    preflight(params, taxonomy, runtime)
+    run.traffic = gather_traffic(run)
+    preflight(
+        params,
+        taxonomy,
+        runtime,
+        traffic_queries=_queries_to_label(run),
+        extra_eval_queries=_extra_eval_queries(run),
+    )
     return run
+
+
+def gather_traffic(run: Run) -> Traffic | None:
+    """Read and clean the run's traffic, split off the newest slice; nothing is paid here."""
+    params = run.params
+    source = resolve_traffic(
+        params.traffic,
+        run.taxonomy,
+        builtin_taxonomy=params.taxonomy_definition is None
+        and params.taxonomy in builtin_taxonomy_names(),
+        model_id=params.traffic_model_id,
+        request_metadata=params.traffic_request_metadata,
+    )
+    if source.kind == "none":
+        return None
+    raw = read_traffic(source, run.runtime)
+    golden_queries = run.golden.queries if run.golden else []
+    cleaned = clean(opaque(raw), golden_queries, params.mask_pii)
+    watermark = last_watermark(run.router, TRAIN_CONSUMER, run.runtime)
+    train, holdout = split_traffic(
+        list(cleaned.queries),
+        holdout_share=params.traffic_holdout_share,
+        train_cap=int(params.train_count * params.traffic_share),
+    )
+    report = raw.report
+    summary = TrafficSummary(
+        source=source.location,
+        read=len(raw.queries),
+        skipped_lines=report.non_utf8 + report.unparseable + report.empty,
+        kept=len(cleaned.queries),
+        cleaning=dict(cleaned.counts),
+        new_since_last_run=len(new_since(cleaned.queries, watermark)),
+        last_run_watermark=_watermark_text(watermark),
+        teacher_calls=0,
+        cached_labels=0,
+        invalid_labels=0,
+        train=len(train),
+        holdout=len(holdout),
+    )
+    newest = max(
+        (q for q in cleaned.queries if q.timestamp is not None),
+        key=lambda q: q.timestamp or 0,
+        default=None,
+    )
+    return Traffic(source=source, summary=summary, train=train, holdout=holdout, newest=newest)
 
 
 def build_training_data(run: Run) -> TrainingData:
     """Generate and label batches in parallel (cached), merge, dedupe, split, build datasets."""
     plan = plan_generation(run.params, run.taxonomy)
+    labels = _label_traffic(run)
     outputs, fresh_calls, cached = _generate_batches(run, plan)
     train_outputs = outputs[: len(plan.train_batches)]
     holdout_outputs = outputs[len(plan.train_batches) :]
     run.lap("generate")
+    held_out = {q.query for q in run.traffic.holdout} if run.traffic else set()
+    records = labels.records if labels else ()
     merge = merge_and_dedupe.with_options(
         result_storage=run.results_block, cache_expiration=_cache_age(run.params)
     )
@@ -172,13 +276,23 @@ def build_training_data(run: Run) -> TrainingData:
         run.params.train_count,
         plan.cell_targets,
         run.params.near_duplicate_threshold,
+        traffic_train=opaque(tuple(r for r in records if r.query not in held_out)),
+        traffic_holdout=opaque(tuple(r for r in records if r.query in held_out)),
+        exclude=tuple(run.golden.queries) if run.golden else (),
     )
     train_ref, holdout_ref = build_datasets(
         opaque(split), run.taxonomy, run.router, run.backend.limits, run.runtime
     )
     run.lap("dataset")
     return TrainingData(
-        train_outputs, holdout_outputs, fresh_calls, cached, split, train_ref, holdout_ref
+        train_outputs,
+        holdout_outputs,
+        fresh_calls,
+        cached,
+        split,
+        train_ref,
+        holdout_ref,
+        traffic=_traffic_summary(run, labels, split),
     )
 
 
@@ -253,13 +367,15 @@ def deploy_candidate(
         metrics={},
         promoted_at=now_iso(),
         triggered_by=run.params.triggered_by,
+        training_data=data.train_ref.path,
     )
 
 
 def evaluate_all(
     run: Run, data: TrainingData, candidate: ChampionRecord, champion: ChampionRecord | None
 ) -> list[EvaluationResult]:
-    """Evaluate the candidate and every baseline (and the champion) on the same holdout."""
+    """Evaluate the candidate and every baseline (and the champion) on the same sets: the
+    synthetic holdout, the traffic slice and the golden set."""
     backend = run.backend
     targets: list[ModelTarget] = [
         backend.target_for_deployment(
@@ -276,11 +392,13 @@ def evaluate_all(
         )
     results: list[EvaluationResult] = []
     with StepProgress(
-        artifact_key("evaluation-progress", run.router), "Evaluating on the holdout", len(targets)
+        artifact_key("evaluation-progress", run.router), "Evaluating the models", len(targets)
     ) as progress:
         for target in targets:
             results.append(
-                evaluate_model(target, opaque(data.split.holdout), run.taxonomy, run.runtime)
+                evaluate_model(
+                    target, opaque(data.split.holdout), run.taxonomy, run.runtime, run.golden
+                )
             )
             progress.advance()
     run.lap("evaluate")
@@ -296,15 +414,44 @@ def decide_outcome(
     """Gate the candidate, then plan promote / reject / unchanged / blocked (pure)."""
     by_role = {e.target.role: e for e in evaluations}
     champion_eval = by_role["champion"].overall if "champion" in by_role else None
-    decision = decide(by_role["candidate"].overall, champion_eval, run.params.gate)
+    ledger = run.registry.ledger()
+    candidate_eval = by_role["candidate"]
+    assert candidate_eval.overall is not None  # the flow always has a synthetic holdout
+    decision = decide(
+        candidate_eval.overall,
+        champion_eval,
+        run.params.gate,
+        golden=golden_evidence(candidate_eval, by_role.get("champion"), ledger),
+        rolled_back=candidate.model_id in rolled_back_models(ledger),
+    )
     scored = candidate.model_copy(
-        update={"metrics": by_role["candidate"].metrics(), "promoted_at": now_iso()}
+        update={"metrics": candidate_eval.metrics(), "promoted_at": now_iso()}
     )
-    plan = plan_outcome(
-        champion=champion, candidate=scored, decision=decision, ledger=run.registry.ledger()
-    )
+    plan = plan_outcome(champion=champion, candidate=scored, decision=decision, ledger=ledger)
     get_run_logger().info("outcome %s: %s", plan.outcome, plan.reason)
     return plan
+
+
+def golden_evidence(
+    candidate: EvaluationResult, champion: EvaluationResult | None, ledger: list[LedgerEntry]
+) -> GoldenEvidence | None:
+    """Golden figures for the gate: the candidate's, the champion's (scored this run) and the
+    best promotion's on the same golden version (from the ledger)."""
+    golden = candidate.golden
+    if golden is None:
+        return None
+    same_version = [
+        e for e in ledger if e.champion.metrics.get("golden_version") == golden.golden_version
+    ]
+    best = best_entry(same_version, "golden_strict_top1")
+    return GoldenEvidence(
+        version=golden.golden_version,
+        n=golden.n,
+        candidate=golden.strict_top1,
+        champion=champion.golden.strict_top1 if champion and champion.golden else None,
+        best=float(best.champion.metrics["golden_strict_top1"]) if best else None,
+        best_model=best.champion.model_id if best else None,
+    )
 
 
 def apply_outcome(run: Run, plan: PromotionPlan, champion: ChampionRecord | None) -> None:
@@ -359,11 +506,18 @@ def finish(
             train_ref=data.train_ref,
             holdout_ref=data.holdout_ref,
         ),
+        traffic=data.traffic,
+        golden=_golden_info(run.golden),
+        seed=run.params.seed,
         job_id=job.job_id,
         model_id=candidate.model_id,
         model_uri=run.backend.artifact_uri(candidate.model_id),
         deployment_id=None if candidate.deployment_id in retired else candidate.deployment_id,
-        evaluations=[EvaluationRow(overall=e.overall, slices=e.slices) for e in evaluations],
+        evaluations=[
+            EvaluationRow(overall=e.overall, slices=e.slices, golden=e.golden)
+            for e in evaluations
+            if e.overall is not None
+        ],
         gate=plan.gate_report(),
         outcome=plan.outcome,
         outcome_reason=plan.reason,
@@ -373,6 +527,74 @@ def finish(
     publish_run_artifacts(summary, data.split.dedupe_report)
     publish_ledger(run.router, run.registry.ledger())
     return summary
+
+
+# -- traffic helpers ----------------------------------------------------------------------------
+
+
+def _label_traffic(run: Run) -> TrafficLabels | None:
+    """Label the traffic the run uses (only never-seen queries cost a call), then move the
+    watermark: what was read is now consumed, whatever happens later in the run."""
+    if run.traffic is None:
+        return None
+    labels = label_traffic(
+        opaque(run.traffic.train + run.traffic.holdout),
+        run.taxonomy,
+        run.backend.teacher_fingerprint(run.taxonomy),
+        run.runtime,
+    )
+    newest = run.traffic.newest
+    move_watermark(
+        run.router,
+        TRAIN_CONSUMER,
+        newest.timestamp if newest else None,
+        run.traffic.summary.kept,
+        run.runtime,
+    )
+    return labels
+
+
+def _traffic_summary(
+    run: Run, labels: TrafficLabels | None, split: SplitOutput
+) -> TrafficSummary | None:
+    if run.traffic is None or labels is None:
+        return None
+    return run.traffic.summary.model_copy(
+        update={
+            "teacher_calls": labels.teacher_calls,
+            "cached_labels": labels.cached,
+            "invalid_labels": labels.invalid,
+            "train": sum(1 for r in split.train if r.vocabulary == "traffic"),
+            "holdout": sum(1 for r in split.holdout if r.vocabulary == "traffic"),
+        }
+    )
+
+
+def _queries_to_label(run: Run) -> list[str]:
+    """Traffic queries the teacher will be asked to label: those the label cache lacks."""
+    if run.traffic is None:
+        return []
+    queries = [q.query for q in run.traffic.train + run.traffic.holdout]
+    return unlabelled(queries, run.backend.teacher_fingerprint(run.taxonomy), run.runtime)
+
+
+def _extra_eval_queries(run: Run) -> list[str]:
+    """Evaluation queries beyond the synthetic holdout: the traffic slice and the golden set."""
+    traffic = [q.query for q in run.traffic.holdout] if run.traffic else []
+    return traffic + (run.golden.queries if run.golden else [])
+
+
+def _watermark_text(watermark: Watermark | None) -> str | None:
+    if watermark is None:
+        return None
+    stamp = watermark.last_timestamp.isoformat() if watermark.last_timestamp else "no timestamp"
+    return f"{stamp} ({watermark.seen} queries, {watermark.updated_at})"
+
+
+def _golden_info(golden: GoldenSet | None) -> dict[str, Any] | None:
+    if golden is None:
+        return None
+    return {"source": golden.source, "version": golden.version, "queries": len(golden.items)}
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ over character 4-grams). No holdout query keeps a near-duplicate in the training
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +69,13 @@ def dedupe_and_split(
     *,
     threshold: float = 0.85,
     num_perm: int = 64,
+    exclude: Sequence[str] = (),
 ) -> DedupeResult:
     """Drop exact then near duplicates; holdout rows near any training row are dropped too.
 
     Both frames need a `query` and a `cell` column; row order decides which duplicate survives.
+    `exclude` (e.g. the golden set) is evaluation-only: a training or holdout row that is an
+    exact or near duplicate of one of them is dropped (layer "excluded").
     """
     train = train.reset_index(drop=True).assign(norm=lambda d: d["query"].map(normalise))
     holdout = holdout.reset_index(drop=True).assign(norm=lambda d: d["query"].map(normalise))
@@ -83,23 +87,34 @@ def dedupe_and_split(
     train = train.assign(layer=np.where(train_exact, "exact", ""))
     holdout = holdout.assign(layer=np.where(holdout_exact, "exact", ""))
 
+    excluded_index = _NearIndex(threshold, num_perm)
+    excluded_norms = sorted({normalise(q) for q in exclude})
+    for mh, sh in excluded_index.sketches(excluded_norms) if excluded_norms else []:
+        excluded_index.add(mh, sh)
+    excluded_set = set(excluded_norms)
+
     train_index = _NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
-    near = []
+    near, excluded = [], []
     sketches = train_index.sketches(train.loc[keep_idx, "norm"].tolist())
     for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
-        if train_index.has_near(mh, sh):
+        if train.at[idx, "norm"] in excluded_set or excluded_index.has_near(mh, sh):
+            excluded.append(idx)
+        elif train_index.has_near(mh, sh):
             near.append(idx)
         else:
             train_index.add(mh, sh)
     train.loc[near, "layer"] = "near"
+    train.loc[excluded, "layer"] = "excluded"
 
     holdout_index = _NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
-    near_train, near_self = [], []
+    near_train, near_self, excluded = [], [], []
     sketches = holdout_index.sketches(holdout.loc[keep_idx, "norm"].tolist())
     for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
-        if train_index.has_near(mh, sh):
+        if holdout.at[idx, "norm"] in excluded_set or excluded_index.has_near(mh, sh):
+            excluded.append(idx)
+        elif train_index.has_near(mh, sh):
             near_train.append(idx)
         elif holdout_index.has_near(mh, sh):
             near_self.append(idx)
@@ -107,6 +122,7 @@ def dedupe_and_split(
             holdout_index.add(mh, sh)
     holdout.loc[near_train, "layer"] = "near-train"
     holdout.loc[near_self, "layer"] = "near"
+    holdout.loc[excluded, "layer"] = "excluded"
 
     report = pd.concat(
         [_layer_report(train, "train"), _layer_report(holdout, "holdout")], ignore_index=True
@@ -120,7 +136,7 @@ def dedupe_and_split(
 
 def _layer_report(frame: pd.DataFrame, split: str) -> pd.DataFrame:
     counts = pd.crosstab(frame["cell"], frame["layer"])
-    for column in ("", "exact", "near", "near-train"):
+    for column in ("", "exact", "near", "near-train", "excluded"):
         if column not in counts:
             counts[column] = 0
     report = pd.DataFrame(
@@ -131,6 +147,7 @@ def _layer_report(frame: pd.DataFrame, split: str) -> pd.DataFrame:
             "exact_dropped": counts["exact"].to_numpy(),
             "near_dropped": counts["near"].to_numpy(),
             "near_train_dropped": counts["near-train"].to_numpy(),
+            "excluded_dropped": counts["excluded"].to_numpy(),
             "kept": counts[""].to_numpy(),
         }
     )

@@ -1,4 +1,5 @@
-"""The promotion gate: absolute floors plus no regression against the current champion."""
+"""The promotion gate: absolute floors (synthetic holdout and golden set) plus no regression
+against the current champion and, on the golden set, against the best ledger entry."""
 
 from __future__ import annotations
 
@@ -26,6 +27,34 @@ class GateConfig(BaseModel):
     max_rubric_regression: float = Field(
         0.05, ge=0, le=4, description="How much lower than the champion's mean rubric is tolerated."
     )
+    min_golden_top1: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="Floor on strict top-1 accuracy on the router's golden set (human labels).",
+    )
+    max_golden_regression: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="How much lower than the champion's, or the best ledger entry's, golden "
+        "strict top-1 is tolerated.",
+    )
+
+
+class GoldenEvidence(BaseModel):
+    """Strict top-1 on the golden set: the candidate's, the champion's, the best promotion's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str = Field(description="Golden set version (content hash) these figures are on.")
+    n: int
+    candidate: float
+    champion: float | None = None
+    best: float | None = Field(
+        default=None, description="Best ledger promotion scored on the same golden version."
+    )
+    best_model: str | None = None
 
 
 class GateCheck(BaseModel):
@@ -49,9 +78,18 @@ class GateDecision(BaseModel):
 
 
 def decide(
-    candidate: ModelEvaluation, champion: ModelEvaluation | None, config: GateConfig
+    candidate: ModelEvaluation,
+    champion: ModelEvaluation | None,
+    config: GateConfig,
+    *,
+    golden: GoldenEvidence | None = None,
+    rolled_back: bool = False,
 ) -> GateDecision:
-    """Promote only if every floor holds and the candidate is not worse than the champion."""
+    """Promote only if every floor holds and the candidate is not worse than the champion.
+
+    `golden` None: the router has no golden set, which the report says (a passing note).
+    `rolled_back`: an operator rolled back from this model; the gate refuses it.
+    """
     checks = [
         GateCheck(
             name="parse_rate",
@@ -88,4 +126,52 @@ def decide(
                 f"{champion.mean_rubric:.2f} (tolerance {config.max_rubric_regression})",
             ),
         ]
+    checks += _golden_checks(golden, config)
+    if rolled_back:
+        checks.append(
+            GateCheck(
+                name="not_rolled_back",
+                passed=False,
+                detail="an operator rolled back from this model",
+            )
+        )
     return GateDecision(promote=all(c.passed for c in checks), checks=tuple(checks))
+
+
+def _golden_checks(golden: GoldenEvidence | None, config: GateConfig) -> list[GateCheck]:
+    if golden is None:
+        return [
+            GateCheck(
+                name="golden_set",
+                passed=True,
+                detail="no golden set for this router: judged on synthetic queries only",
+            )
+        ]
+    checks = [
+        GateCheck(
+            name="golden_top1",
+            passed=golden.candidate >= config.min_golden_top1 - EPS,
+            detail=f"golden strict top-1 {golden.candidate:.3f} on {golden.n} queries "
+            f"(floor {config.min_golden_top1:.3f})",
+        )
+    ]
+    tolerance = config.max_golden_regression
+    if golden.champion is not None:
+        checks.append(
+            GateCheck(
+                name="no_golden_regression",
+                passed=golden.candidate >= golden.champion - tolerance - EPS,
+                detail=f"golden top-1 {golden.candidate:.3f} vs champion {golden.champion:.3f} "
+                f"(tolerance {tolerance})",
+            )
+        )
+    if golden.best is not None:
+        checks.append(
+            GateCheck(
+                name="no_golden_regression_vs_best",
+                passed=golden.candidate >= golden.best - tolerance - EPS,
+                detail=f"golden top-1 {golden.candidate:.3f} vs best promotion "
+                f"{golden.best:.3f} ({golden.best_model}, tolerance {tolerance})",
+            )
+        )
+    return checks

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from intent_router.drift import DriftThresholds
 from intent_router.gate import GateConfig
 from intent_router.registry import ROUTER_NAME_PATTERN
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
@@ -94,7 +95,67 @@ class DistillParams(BaseModel):
         le=64,
         description="Generation batches (parallel, cached tasks). Keep this coarse.",
     )
-    seed: int = Field(default=7, ge=0, strict=True, description="Seed for query synthesis.")
+    seed: int = Field(
+        default=7,
+        ge=0,
+        strict=True,
+        description="Seed for synthesising training queries (see seed_policy).",
+    )
+    seed_policy: Literal["fixed", "scheduled-date"] = Field(
+        default="fixed",
+        description="'fixed' uses `seed`; 'scheduled-date' derives the training seed from the "
+        "run's scheduled date (YYYYMMDD), so a weekly run trains on fresh synthetic queries.",
+    )
+    holdout_seed: int = Field(
+        default=7,
+        ge=0,
+        strict=True,
+        description="Seed of the synthetic holdout. Keep it fixed so runs compare like for like.",
+    )
+    golden: str | None = Field(
+        default=None,
+        description="Golden set (JSONL or CSV of human-labelled queries) on the machine that runs "
+        "the flow; default: the one the taxonomy names (`golden:`), if any; 'none' for none.",
+    )
+    require_golden: bool = Field(
+        default=False,
+        description="Refuse to run, before any paid step, when the router has no golden set.",
+    )
+    traffic: str = Field(
+        default="default",
+        min_length=1,
+        max_length=1024,
+        description="Real queries to learn from: 'default' (the taxonomy's sample search log, "
+        "if it ships one), 'none', a file or folder (JSONL, CSV, text; .gz allowed), "
+        "s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix (model-invocation logs).",
+    )
+    traffic_model_id: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Invocation logs: keep only requests to this model id (or ARN suffix).",
+    )
+    traffic_request_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Invocation logs: keep only requests whose requestMetadata has these pairs.",
+    )
+    traffic_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="At most this share of train_count comes from traffic; synthetic queries "
+        "fill the rest.",
+    )
+    traffic_holdout_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="The newest share of traffic (by timestamp) is held out as the `traffic` "
+        "evaluation slice.",
+    )
+    mask_pii: bool = Field(
+        default=True,
+        description="Mask e-mail addresses and phone numbers in traffic before any use.",
+    )
     near_duplicate_threshold: float = Field(
         default=0.85,
         gt=0.5,
@@ -155,3 +216,55 @@ class DistillParams(BaseModel):
     def flow_parameters(self) -> dict[str, Any]:
         """The flow's keyword arguments: one top-level parameter per field."""
         return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class MonitorParams(BaseModel):
+    """Check a router's champion against the teacher on fresh traffic and report drift."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    taxonomy: TaxonomyRef = Field(
+        default="default", description="Built-in taxonomy or a YAML/JSON taxonomy file."
+    )
+    router_name: str | None = Field(
+        default=None,
+        pattern=ROUTER_NAME_PATTERN,
+        description="Router to monitor (default: the taxonomy name).",
+    )
+    traffic: str = Field(
+        default="default",
+        min_length=1,
+        max_length=1024,
+        description="Traffic to sample: 'default' (the built-in sample log), a file or folder, "
+        "s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix.",
+    )
+    traffic_model_id: str | None = Field(
+        default=None, max_length=2048, description="Invocation logs: keep only this model id."
+    )
+    traffic_request_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Invocation logs: keep only requests whose requestMetadata has these pairs.",
+    )
+    sample_size: int = Field(
+        strict=True,
+        default=200,
+        ge=10,
+        le=5_000,
+        description="At most this many new queries are labelled by the teacher per check.",
+    )
+    seed: int = Field(default=7, ge=0, strict=True, description="Seed of the sample.")
+    mask_pii: bool = Field(default=True, description="Mask e-mails and phone numbers first.")
+    thresholds: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="When a check counts as drift."
+    )
+    backend: str = Field(
+        default="local", description="'local' or a saved backend block 'slug/name'."
+    )
+    storage_block: str | None = Field(
+        default=None, description="Saved file-system block 'slug/name' (default: local)."
+    )
+    budget_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Stop before the teacher labels the sample if its estimated cost exceeds this.",
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
+from datetime import date
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,6 +14,7 @@ from intent_router.backends.base import DistillationRequest
 from intent_router.params import DistillParams
 from intent_router.synthesis import BatchSpec, plan_batches, plan_cells
 from intent_router.taxonomy import Taxonomy
+from intent_router.traffic import TrafficQuery, newest_slice
 
 
 class GenerationPlan(BaseModel):
@@ -39,13 +42,39 @@ def plan_generation(params: DistillParams, taxonomy: Taxonomy) -> GenerationPlan
     for vocabulary in ("train", "heldout"):
         if split[vocabulary] == 0:
             continue
-        quotas = plan_cells(taxonomy, split[vocabulary], params.seed, f"holdout-{vocabulary}")
+        quotas = plan_cells(
+            taxonomy, split[vocabulary], params.holdout_seed, f"holdout-{vocabulary}"
+        )
         holdout_batches += plan_batches(quotas, holdout_share, "holdout", vocabulary)
     return GenerationPlan(
         train_batches=tuple(plan_batches(train_quotas, params.batches, "train", "train")),
         holdout_batches=tuple(holdout_batches),
         cell_targets=targets,
     )
+
+
+def training_seed(params: DistillParams, scheduled: date | None) -> int:
+    """The synthesis seed of a run: `seed`, or the scheduled date as YYYYMMDD.
+
+    With 'scheduled-date' each weekly run writes fresh synthetic training queries while the
+    holdout (holdout_seed) stays fixed; a retry of the same scheduled run gets the same seed.
+    """
+    if params.seed_policy == "fixed" or scheduled is None:
+        return params.seed
+    return int(scheduled.strftime("%Y%m%d"))
+
+
+def split_traffic(
+    queries: Sequence[TrafficQuery], *, holdout_share: float, train_cap: int
+) -> tuple[list[TrafficQuery], list[TrafficQuery]]:
+    """(train, holdout): the newest `holdout_share` is held out; of the older traffic the
+    newest `train_cap` queries train (the rest is left out and never labelled)."""
+    older, newest = newest_slice(queries, holdout_share)
+    ordered = sorted(
+        enumerate(older), key=lambda item: (item[1].timestamp is not None, item[1].timestamp or 0, item[0])
+    )
+    kept = {index for index, _ in ordered[len(ordered) - train_cap :]} if train_cap > 0 else set()
+    return [q for i, q in enumerate(older) if i in kept], list(newest)
 
 
 def _slug(text: str, limit: int) -> str:

@@ -8,7 +8,7 @@ overrides). Nothing here calls AWS.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -69,10 +69,14 @@ def estimate_cost(
     price_of: Callable[[str], ModelPrice | None] = table_price,
     training_usd_per_1k_tokens: float | None = None,
     epochs: int = 2,
+    traffic_queries: Sequence[str] = (),
+    extra_eval_queries: Sequence[str] = (),
 ) -> CostEstimate:
     """Teacher labelling + student training + evaluation, from the real generated queries.
 
     evaluated_models: display name -> model id, each invoked once per evaluation query.
+    traffic_queries: traffic the teacher has not labelled yet (not in the label cache);
+    extra_eval_queries: the traffic slice and the golden set, evaluated by every model.
     """
     plan = plan_generation(params, taxonomy)
     teacher = ReferenceTeacher(taxonomy)
@@ -93,12 +97,19 @@ def estimate_cost(
                     train_tokens += student_prompt_tokens + estimate_tokens(query) + answer
                 else:
                     eval_queries.append(query)
-    train_tokens = round(train_tokens * min(1.0, params.train_count / max(1, calls)))
+    synthetic_calls = calls
+    for query in traffic_queries:
+        calls += 1
+        label_in += prompt_tokens + estimate_tokens(query)
+        label_out += estimate_tokens(teacher.label_json(query))
+    eval_queries += list(extra_eval_queries)
+    train_tokens = round(train_tokens * min(1.0, params.train_count / max(1, synthetic_calls)))
     lines: list[CostLine] = []
     teacher_price = price_of(teacher_model_id)
     lines.append(
         CostLine(
-            item="teacher labelling (Converse)",
+            item="teacher labelling (Converse)"
+            + (f", incl. {len(traffic_queries):,} new traffic queries" if traffic_queries else ""),
             model_id=teacher_model_id,
             calls=calls,
             input_tokens=label_in,
@@ -139,6 +150,39 @@ def estimate_cost(
             )
         )
     return CostEstimate(lines=tuple(lines), generated_queries=calls, training_tokens=train_tokens)
+
+
+def estimate_monitor_cost(
+    queries: Sequence[str],
+    taxonomy: Taxonomy,
+    *,
+    teacher_model_id: str,
+    champion_model_id: str,
+    price_of: Callable[[str], ModelPrice | None] = table_price,
+) -> CostEstimate:
+    """A drift check: the teacher labels the sample (full prompt), the champion routes it."""
+    teacher = ReferenceTeacher(taxonomy)
+    answers = [estimate_tokens(teacher.label_json(q)) for q in queries]
+    query_tokens = sum(estimate_tokens(q) for q in queries)
+    lines = []
+    for item, model_id, prompt in (
+        ("teacher labelling (Converse)", teacher_model_id, teacher_prompt(taxonomy)),
+        ("champion routing", champion_model_id, student_system_prompt(taxonomy)),
+    ):
+        inp = query_tokens + len(queries) * estimate_tokens(prompt)
+        out = sum(answers)
+        price = price_of(model_id)
+        lines.append(
+            CostLine(
+                item=item,
+                model_id=model_id,
+                calls=len(queries),
+                input_tokens=inp,
+                output_tokens=out,
+                usd=price.cost(inp, out) if price else None,
+            )
+        )
+    return CostEstimate(lines=tuple(lines), generated_queries=len(queries), training_tokens=0)
 
 
 def check_budget(estimate: CostEstimate, budget_usd: float | None) -> None:

@@ -77,6 +77,7 @@ class ChampionRecord(BaseModel):
     metrics: dict[str, Any]
     promoted_at: str
     triggered_by: str = "manual"
+    training_data: str | None = None  # storage path of the training JSONL (drift monitoring)
 
 
 class _Pointer(ChampionRecord):

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from intent_router.golden import GoldenEvaluation
 from intent_router.metrics import ModelEvaluation
 
 
@@ -21,6 +22,9 @@ class DatasetSummary(BaseModel):
     exact_dropped: dict[str, int]
     near_dropped: dict[str, int]
     holdout_dropped_near_train: int
+    golden_twins_dropped: int = Field(
+        default=0, description="Training or holdout queries dropped as twins of a golden query."
+    )
     surplus_trimmed: int
     train_records: int
     holdout_records: int
@@ -32,11 +36,31 @@ class DatasetSummary(BaseModel):
     per_cell: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class TrafficSummary(BaseModel):
+    """What the run took from real traffic and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    read: int = Field(description="Queries read (after unreadable lines were skipped).")
+    skipped_lines: int = Field(description="Non-UTF-8, unparseable and empty lines skipped.")
+    kept: int = Field(description="Queries left after cleaning and dedupe.")
+    cleaning: dict[str, int] = Field(default_factory=dict)
+    new_since_last_run: int
+    last_run_watermark: str | None = None
+    teacher_calls: int = Field(description="Traffic queries the teacher labelled this run.")
+    cached_labels: int
+    invalid_labels: int
+    train: int = Field(description="Traffic queries in the training set (after dedupe).")
+    holdout: int = Field(description="Newest traffic queries held out (the traffic slice).")
+
+
 class EvaluationRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     overall: ModelEvaluation
     slices: dict[str, ModelEvaluation] = Field(default_factory=dict)
+    golden: GoldenEvaluation | None = None
 
 
 class RunSummary(BaseModel):
@@ -47,6 +71,11 @@ class RunSummary(BaseModel):
     backend: str
     flow_run_id: str | None
     dataset: DatasetSummary
+    traffic: TrafficSummary | None = None
+    golden: dict[str, Any] | None = Field(
+        default=None, description="The golden set used: source, version, queries."
+    )
+    seed: int | None = Field(default=None, description="Synthetic training seed of this run.")
     job_id: str
     model_id: str
     model_uri: str | None
@@ -64,21 +93,33 @@ def artifact_key(kind: str, router: str) -> str:
     return f"{kind}-{router}"
 
 
+def _ci(interval: tuple[float, float]) -> str:
+    return f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
 def evaluation_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
-    """One flat row per model, in the order evaluated."""
+    """One flat row per model, in the order evaluated: synthetic holdout, novel vocabulary and
+    traffic slice (agreement with the teacher), golden set (human labels), then cost."""
     table = []
     for row in rows:
         e = row.overall
         novel = row.slices.get("novel-vocabulary")
+        traffic = row.slices.get("traffic")
+        golden = row.golden
         table.append(
             {
                 "model": e.model,
                 "role": e.role,
                 "n": e.n,
                 "parse_rate": round(e.parse_rate, 4),
-                "top_signal_acc": round(e.top_signal_accuracy, 4),
-                "acc_ci95": f"{e.accuracy_ci95[0]:.3f}-{e.accuracy_ci95[1]:.3f}",
+                "synthetic_acc": round(e.top_signal_accuracy, 4),
+                "acc_ci95": _ci(e.accuracy_ci95),
                 "novel_vocab_acc": round(novel.top_signal_accuracy, 4) if novel else None,
+                "traffic_acc": round(traffic.top_signal_accuracy, 4) if traffic else None,
+                "traffic_ci95": _ci(traffic.accuracy_ci95) if traffic else None,
+                "golden_strict": round(golden.strict_top1, 4) if golden else None,
+                "golden_ci95": _ci(golden.strict_ci95) if golden else None,
+                "golden_lenient": round(golden.lenient_top1, 4) if golden else None,
                 "mean_mae": round(e.mean_mae, 4),
                 "rubric": round(e.mean_rubric, 3),
                 "p50_ms": round(e.latency_p50_ms, 4),
@@ -115,6 +156,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def render_text(summary: RunSummary) -> str:
     """The human summary printed at the end of `router-distill run`."""
     d = summary.dataset
+    traffic_holdout = summary.traffic.holdout if summary.traffic else 0
     exact = sum(d.exact_dropped.values())
     near = sum(d.near_dropped.values())
     lines = [
@@ -129,14 +171,17 @@ def render_text(summary: RunSummary) -> str:
         f"{d.holdout_dropped_near_train:,}",
         f"  kept          {d.train_records:,} training records (requested {d.requested_train:,}; "
         f"{d.surplus_trimmed:,} surplus trimmed), "
-        f"{d.holdout_records - d.holdout_novel_vocabulary:,} holdout queries "
+        f"{d.holdout_records - d.holdout_novel_vocabulary - traffic_holdout:,} holdout queries "
         f"+ {d.holdout_novel_vocabulary:,} novel-vocabulary evaluation queries",
         f"  training data {d.train_uri} ({d.train_bytes:,} bytes)",
+        *_traffic_lines(summary.traffic),
+        _golden_line(summary),
         "",
         f"Distillation job {summary.job_id} -> model {summary.model_id}",
         f"Deployment       {summary.deployment_id or '-'}",
         "",
-        "Evaluation on the holdout (reference = teacher)",
+        "Evaluation (synthetic, novel-vocabulary and traffic: agreement with the teacher; "
+        "golden: human labels)",
         _indent(format_table(evaluation_table(summary.evaluations))),
         "",
         "Top-signal confusion of the candidate (rows: teacher, columns: candidate)",
@@ -151,6 +196,30 @@ def render_text(summary: RunSummary) -> str:
             "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
         )
     return "\n".join(lines)
+
+
+def _traffic_lines(traffic: TrafficSummary | None) -> list[str]:
+    if traffic is None:
+        return ["  traffic       none"]
+    cleaning = ", ".join(f"{k} {v:,}" for k, v in traffic.cleaning.items() if v and k != "read")
+    return [
+        f"  traffic       {traffic.source}: {traffic.read:,} queries read "
+        f"({traffic.skipped_lines:,} unreadable lines skipped), {traffic.kept:,} after cleaning "
+        f"({cleaning}); {traffic.new_since_last_run:,} new since the last run",
+        f"                {traffic.teacher_calls:,} teacher calls this run, "
+        f"{traffic.cached_labels:,} labels from the cache, {traffic.invalid_labels} invalid; "
+        f"{traffic.train:,} in training, {traffic.holdout:,} newest held out (traffic slice)",
+    ]
+
+
+def _golden_line(summary: RunSummary) -> str:
+    golden = summary.golden
+    if not golden:
+        return "  golden set    none: the gate judges on synthetic queries only"
+    return (
+        f"  golden set    {golden['source']} ({golden['queries']:,} queries, version "
+        f"{golden['version']})"
+    )
 
 
 def _because(summary: RunSummary) -> str:

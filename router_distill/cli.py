@@ -43,6 +43,25 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--backend", help="'local' (default), 'aws' or a saved backend block 'slug/name'"
     )
     run.add_argument("--storage-block", help="saved file-system block 'slug/name'")
+    run.add_argument(
+        "--traffic",
+        help="real queries to learn from: 'default' (the built-in sample log), 'none', a file "
+        "or folder, s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix",
+    )
+    run.add_argument(
+        "--golden", help="golden set JSONL/CSV (default: the taxonomy's; 'none' for none)"
+    )
+    run.add_argument(
+        "--require-golden",
+        action="store_const",
+        const=True,
+        help="refuse to run when the router has no golden set",
+    )
+    run.add_argument(
+        "--seed-policy",
+        choices=["fixed", "scheduled-date"],
+        help="training seed: --seed (fixed, default) or the run's scheduled date",
+    )
     run.add_argument("--triggered-by", help="recorded in the promotion ledger (default: cli)")
     run.add_argument(
         "--params-json", type=Path, help="JSON file with flow parameters (flags override it)"
@@ -136,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=2, help="flow runs executing at once (default: 2)"
     )
     serve.add_argument("--file", type=Path, help="prefect.yaml to read (default: the project's)")
+    from router_distill.eval_cli import add_eval_parser
+
+    add_eval_parser(sub)
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -161,6 +183,10 @@ RUN_FLAGS = (
     "storage_block",
     "triggered_by",
     "task_runner",
+    "traffic",
+    "golden",
+    "require_golden",
+    "seed_policy",
 )
 """`run` flags that are DistillParams fields (same name); given explicitly, they win."""
 
@@ -278,6 +304,22 @@ def _check_local_storage(router: str) -> None:
     check_run_state(store, router, LocalBackend(store).check_model)
 
 
+def _check_real_queries(params: Any, taxonomy: Any) -> None:
+    """The golden set and a local traffic source are read and checked before Prefect starts."""
+    from intent_router.inputs import resolve_golden, resolve_traffic
+    from intent_router.taxonomy import builtin_taxonomy_names
+
+    resolve_golden(params.golden, taxonomy, required=params.require_golden)
+    resolve_traffic(
+        params.traffic,
+        taxonomy,
+        builtin_taxonomy=params.taxonomy_definition is None
+        and params.taxonomy in builtin_taxonomy_names(),
+        model_id=params.traffic_model_id,
+        request_metadata=params.traffic_request_metadata,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from intent_router.errors import UserInputError
     from intent_router.taxonomy import resolve_taxonomy
@@ -285,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         params = run_params(args)
         taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)  # fail fast
+        _check_real_queries(params, taxonomy)
         if not args.dry_run and params.backend == "local":
             from intent_router.dataset import check_record_count
             from intent_router.pricing import LOCAL_LIMITS
@@ -671,6 +714,10 @@ def main(argv: list[str] | None = None) -> int:
         return _rollback(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "eval":
+        from router_distill.eval_cli import run_eval
+
+        return run_eval(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
@@ -13,6 +14,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
 
 from intent_router.dataset import LabelledQuery, content_hash, render_jsonl, training_record
+from intent_router.evaluation import TRAFFIC
 from intent_router.pricing import BackendLimits
 from intent_router.prompts import student_system_prompt
 from intent_router.report import DatasetSummary
@@ -45,10 +47,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _frame(outputs: list[BatchOutput]) -> pd.DataFrame:
+def _frame(
+    outputs: list[BatchOutput], traffic: Sequence[LabelledQuery] = ()
+) -> pd.DataFrame:
+    """Traffic rows first: a synthetic query that duplicates a real one is the one dropped."""
     import pandas as pd
 
-    rows = [r.model_dump() for o in outputs for r in o.records]
+    rows = [r.model_dump() for r in traffic]
+    rows += [r.model_dump() for o in outputs for r in o.records]
     columns = list(LabelledQuery.model_fields)
     return pd.DataFrame(rows, columns=columns)
 
@@ -64,7 +70,12 @@ def merge_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         digest.update(output.key.encode())
         for record in output.records:
             digest.update(f"{record.query}\0{record.teacher_output}\0{record.cell}\0".encode())
+    for name in ("traffic_train", "traffic_holdout"):
+        digest.update(name.encode())
+        for record in parameters.get(name, ()):
+            digest.update(f"{record.query}\0{record.teacher_output}\0".encode())
     settings = [parameters[k] for k in ("train_count", "cell_targets", "threshold")]
+    settings.append(sorted(parameters.get("exclude", ())))
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return f"merge-and-dedupe-{digest.hexdigest()}"
 
@@ -77,22 +88,36 @@ def merge_and_dedupe(
     train_count: int,
     cell_targets: dict[str, int],
     threshold: float,
+    traffic_train: tuple[LabelledQuery, ...] = (),
+    traffic_holdout: tuple[LabelledQuery, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> SplitOutput:
-    """Merge batches, drop exact and near duplicates, keep the holdout free of training twins.
+    """Merge traffic and batches, drop exact and near duplicates, keep the holdouts free of
+    training twins and every set free of golden-set twins (`exclude`).
 
-    Cached on its inputs: an identical re-run skips the dedupe work.
+    Traffic is kept whole (it was capped before labelling); the synthetic surplus is trimmed
+    so that traffic plus synthetic make train_count. Cached on its inputs.
     """
+    import pandas as pd
+
     from intent_router.dedupe import dedupe_and_split  # pandas + datasketch: only when needed
 
     logger = get_run_logger()
-    result = dedupe_and_split(_frame(train_outputs), _frame(holdout_outputs), threshold=threshold)
-    train = result.train
+    result = dedupe_and_split(
+        _frame(train_outputs, traffic_train),
+        _frame(holdout_outputs, traffic_holdout),
+        threshold=threshold,
+        exclude=exclude,
+    )
+    is_traffic = result.train["vocabulary"] == TRAFFIC
+    real, train = result.train[is_traffic], result.train[~is_traffic]
+    synthetic_count = max(0, train_count - len(real))
     # Trim the oversampled surplus proportionally across cells, in generation order.
     rank = train.groupby("cell").cumcount()
     target = train["cell"].map(cell_targets).fillna(1).clip(lower=1)
     train = train.assign(_order=rank / target).sort_values(["_order"], kind="stable")
-    surplus = max(0, len(train) - train_count)
-    train = train.head(train_count).sort_index()
+    surplus = max(0, len(train) - synthetic_count)
+    train = pd.concat([real, train.head(synthetic_count).drop(columns=["_order"])]).sort_index()
     report = result.report.to_dict(orient="records")
     logger.info(
         "dedupe kept %d train (+%d surplus trimmed) and %d holdout queries",
@@ -173,6 +198,7 @@ def summarise_dataset(
         exact_dropped=dropped("exact_dropped"),
         near_dropped=dropped("near_dropped"),
         holdout_dropped_near_train=sum(int(r["near_train_dropped"]) for r in report),
+        golden_twins_dropped=sum(int(r.get("excluded_dropped", 0)) for r in report),
         surplus_trimmed=split.trimmed_surplus,
         train_records=train_ref.records,
         holdout_records=holdout_ref.records,

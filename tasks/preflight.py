@@ -29,8 +29,15 @@ def check_run_inputs(router: str, runtime: Runtime) -> None:
 
 
 @task(name="preflight")
-def preflight(params: DistillParams, taxonomy: Taxonomy, runtime: Runtime) -> CostEstimate | None:
-    """Estimate teacher, training and evaluation cost; stop if it exceeds the budget."""
+def preflight(
+    params: DistillParams,
+    taxonomy: Taxonomy,
+    runtime: Runtime,
+    traffic_queries: list[str] | None = None,
+    extra_eval_queries: list[str] | None = None,
+) -> CostEstimate | None:
+    """Estimate teacher (synthetic and traffic), training and evaluation (holdout, traffic
+    slice, golden set) cost; stop if it exceeds the budget."""
     backend = runtime.backend_client()
     if not backend.paid and params.budget_usd is None:
         return None
@@ -52,6 +59,8 @@ def preflight(params: DistillParams, taxonomy: Taxonomy, runtime: Runtime) -> Co
         evaluated_models=evaluated,
         price_of=price_of,
         training_usd_per_1k_tokens=backend.training_price_per_1k(),
+        traffic_queries=traffic_queries or (),
+        extra_eval_queries=extra_eval_queries or (),
     )
     create_table_artifact(
         key=artifact_key("cost-estimate", params.router_name or taxonomy.name),

@@ -1,0 +1,135 @@
+"""Score one model on the run's evaluation sets: the synthetic holdout, its novel-vocabulary
+part, the newest traffic slice (all against the teacher) and the golden set (human labels).
+
+One code path for the flow's `evaluate-model` task and for `router-distill eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from intent_router.backends.base import Backend, Invocation, ModelTarget
+from intent_router.dataset import LabelledQuery
+from intent_router.golden import GoldenEvaluation, GoldenSet, score_golden
+from intent_router.metrics import ModelEvaluation, evaluate_outputs, training_mean
+from intent_router.schema import RoutingDecision
+from intent_router.taxonomy import Taxonomy
+
+PRIOR_PREFIX = "prior:"
+# LabelledQuery.vocabulary of each evaluation set, and its slice name in reports
+SYNTHETIC = "train"  # the synthetic holdout in training vocabulary: `overall`
+NOVEL = "novel-vocabulary"  # vocabulary "heldout"
+TRAFFIC = "traffic"  # vocabulary "traffic": the newest slice of real queries
+SLICE_OF_VOCABULARY = {"heldout": NOVEL, "traffic": TRAFFIC}
+
+
+class EvaluationResult(BaseModel):
+    """How one target did on every evaluation set of a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: ModelTarget
+    overall: ModelEvaluation | None  # synthetic holdout (training vocabulary); None: golden only
+    slices: dict[str, ModelEvaluation]  # novel-vocabulary, traffic (when present)
+    golden: GoldenEvaluation | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """The headline figures kept in the ledger and sent with events."""
+        metrics: dict[str, Any] = {}
+        if (e := self.overall) is not None:
+            metrics |= {
+                "top_signal_accuracy": e.top_signal_accuracy,
+                "mean_rubric": e.mean_rubric,
+                "mean_mae": e.mean_mae,
+                "parse_rate": e.parse_rate,
+                "n": e.n,
+            }
+        if TRAFFIC in self.slices:
+            metrics["traffic_top_signal_accuracy"] = self.slices[TRAFFIC].top_signal_accuracy
+            metrics["traffic_n"] = self.slices[TRAFFIC].n
+        if self.golden is not None:
+            metrics["golden_strict_top1"] = self.golden.strict_top1
+            metrics["golden_lenient_top1"] = self.golden.lenient_top1
+            metrics["golden_version"] = self.golden.golden_version
+            metrics["golden_n"] = self.golden.n
+        return metrics
+
+
+def prior_invocations(weights_json: str, n: int) -> list[Invocation]:
+    """The trivial prior: the same training-mean weights for every query, at no cost."""
+    weights = json.loads(weights_json)
+    text = RoutingDecision(weights=weights, reasoning="Training-set average.").to_json()
+    return [Invocation(text=text, latency_s=0.0, input_tokens=0, output_tokens=0)] * n
+
+
+def prior_target(train: Sequence[LabelledQuery], taxonomy: Taxonomy) -> ModelTarget:
+    """The trivial baseline: always answer the training set's mean weights."""
+    weights = training_mean([r.weights for r in train], taxonomy.signal_names)
+    return ModelTarget(
+        name="prior (training mean)",
+        role="prior",
+        ref=PRIOR_PREFIX + json.dumps(weights),
+        prompt="student",
+        priced_as="local",
+    )
+
+
+def evaluate_target(
+    backend: Backend,
+    target: ModelTarget,
+    holdout: Sequence[LabelledQuery],
+    taxonomy: Taxonomy,
+    golden: GoldenSet | None = None,
+) -> EvaluationResult:
+    """Route every evaluation query with the target (one call per query) and score each set.
+
+    `holdout` holds the synthetic holdout (vocabulary "train"), its novel-vocabulary part
+    ("heldout") and the traffic slice ("traffic"); each is scored against the teacher. The
+    golden set is scored against its human labels. An empty holdout is allowed (eval command).
+    """
+    queries = [item.query for item in holdout]
+    golden_queries = golden.queries if golden is not None else []
+    everything = queries + golden_queries
+    if target.ref.startswith(PRIOR_PREFIX):  # a constant answer: no model to call
+        calls = prior_invocations(target.ref.removeprefix(PRIOR_PREFIX), len(everything))
+    else:
+        calls = backend.invoke(target, everything, taxonomy)
+    price = backend.price_for(target.priced_as)
+
+    def score(indices: list[int]) -> ModelEvaluation:
+        return evaluate_outputs(
+            model=target.name,
+            role=target.role,
+            references=[holdout[i].weights for i in indices],
+            outputs=[calls[i].text for i in indices],
+            latencies_s=[calls[i].latency_s for i in indices],
+            input_tokens=[calls[i].input_tokens for i in indices],
+            output_tokens=[calls[i].output_tokens for i in indices],
+            signals=taxonomy.signal_names,
+            price=price,
+        )
+
+    def indices_of(vocabulary: str) -> list[int]:
+        return [i for i, item in enumerate(holdout) if item.vocabulary == vocabulary]
+
+    synthetic = indices_of(SYNTHETIC)
+    overall = score(synthetic) if synthetic else None  # the eval command: golden set only
+    slices = {
+        name: score(indices_of(vocabulary))
+        for vocabulary, name in SLICE_OF_VOCABULARY.items()
+        if indices_of(vocabulary)
+    }
+    golden_result = None
+    if golden is not None:
+        golden_result = score_golden(
+            model=target.name,
+            role=target.role,
+            golden=golden,
+            outputs=[c.text for c in calls[len(queries) :]],
+            signals=taxonomy.signal_names,
+        )
+    return EvaluationResult(target=target, overall=overall, slices=slices, golden=golden_result)

@@ -1,0 +1,63 @@
+"""Resolve a run's real-query inputs: the golden set and the traffic source.
+
+Both are checked before any paid call: a missing or malformed file is a one-line
+UserInputError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from intent_router.errors import UserInputError
+from intent_router.golden import GoldenSet, load_golden
+from intent_router.taxonomy import Taxonomy
+from intent_router.traffic import TrafficSource, parse_traffic_source
+
+NONE = "none"
+DEFAULT_TRAFFIC = "default"
+
+
+def golden_ref(golden: str | None, taxonomy: Taxonomy) -> str | None:
+    """The golden set a run uses: the parameter, else the taxonomy's own; 'none' for none."""
+    if golden is not None and golden.strip().lower() == NONE:
+        return None
+    return golden or taxonomy.golden
+
+
+def resolve_golden(golden: str | None, taxonomy: Taxonomy, *, required: bool) -> GoldenSet | None:
+    """Load and validate the router's golden set; refuse a run that requires one and has none."""
+    ref = golden_ref(golden, taxonomy)
+    if ref is None:
+        if required:
+            raise UserInputError(
+                f"require_golden is set but taxonomy {taxonomy.name!r} names no golden set: add "
+                "`golden: PATH` to the taxonomy file or pass --golden PATH"
+            )
+        return None
+    return load_golden(ref, taxonomy.signal_names)
+
+
+def builtin_traffic_path(taxonomy_name: str) -> Path | None:
+    """The sample search log shipped for a built-in taxonomy, if any."""
+    candidate = resources.files("intent_router") / "data" / "traffic" / f"{taxonomy_name}-search-log.jsonl"
+    path = Path(str(candidate))
+    return path if path.is_file() else None
+
+
+def resolve_traffic(
+    traffic: str,
+    taxonomy: Taxonomy,
+    *,
+    builtin_taxonomy: bool,
+    model_id: str | None = None,
+    request_metadata: dict[str, str] | None = None,
+) -> TrafficSource:
+    """'default' is the built-in taxonomy's sample log (none for other taxonomies)."""
+    text = traffic.strip()
+    if text.lower() == DEFAULT_TRAFFIC:
+        sample = builtin_traffic_path(taxonomy.name) if builtin_taxonomy else None
+        if sample is None:
+            return parse_traffic_source(NONE)
+        text = str(sample)
+    return parse_traffic_source(text, model_id=model_id, request_metadata=request_metadata)
