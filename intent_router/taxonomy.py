@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from functools import cached_property
@@ -45,6 +46,7 @@ MAX_CUES_PER_SIGNAL = 500
 MAX_PHRASINGS_PER_ATTRIBUTE = 50
 MAX_PHRASING_CHARS = 200
 MAX_PHRASING_SLOTS = 4
+MAX_GOLDEN_PATH_CHARS = 4096
 
 VOCABULARY_SLOTS = frozenset(
     {
@@ -181,6 +183,20 @@ class Taxonomy(BaseModel):
     attributes: tuple[Attribute, ...] = Field(
         min_length=1, max_length=MAX_ATTRIBUTES, description="Catalogue attributes."
     )
+    golden: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GOLDEN_PATH_CHARS,
+        description="Path to the router's golden set (.jsonl or .csv, optionally .gz); relative "
+        "paths are relative to the taxonomy file.",
+    )
+
+    @field_validator("golden")
+    @classmethod
+    def _golden_printable(cls, golden: str | None) -> str | None:
+        if golden is not None and (has_control_characters(golden) or not golden.strip()):
+            raise ValueError("golden must be a file path without control characters")
+        return golden
 
     @model_validator(mode="after")
     def _cross_references(self) -> Taxonomy:
@@ -223,8 +239,8 @@ class Taxonomy(BaseModel):
 
     @cached_property
     def fingerprint(self) -> str:
-        """Stable short hash of the taxonomy's content."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Stable short hash of the taxonomy's content (the golden set does not change training)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"golden"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -295,7 +311,15 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         first_line = str(error).splitlines()[0]
         raise TaxonomyError(f"taxonomy file {file} does not parse: {first_line}") from None
-    return taxonomy_from_mapping(data, source=str(file))
+    return _resolve_golden(taxonomy_from_mapping(data, source=str(file)), file.parent)
+
+
+def _resolve_golden(taxonomy: Taxonomy, folder: Path) -> Taxonomy:
+    """The taxonomy with a relative `golden` path made absolute against its file's folder."""
+    if taxonomy.golden is None or Path(taxonomy.golden).is_absolute():
+        return taxonomy
+    resolved = os.path.abspath(folder / taxonomy.golden)
+    return taxonomy.model_copy(update={"golden": resolved})
 
 
 def builtin_taxonomy_names() -> list[str]:
@@ -311,7 +335,8 @@ def builtin_taxonomy(name: str = "default") -> Taxonomy:
         raise TaxonomyError(
             f"no built-in taxonomy named {name!r}; available: {', '.join(builtin_taxonomy_names())}"
         )
-    return taxonomy_from_mapping(load_yaml(candidate.read_text("utf-8")), source=name)
+    taxonomy = taxonomy_from_mapping(load_yaml(candidate.read_text("utf-8")), source=name)
+    return _resolve_golden(taxonomy, Path(str(folder)))
 
 
 def resolve_taxonomy(spec: str | dict[str, Any] | Taxonomy | None) -> Taxonomy:

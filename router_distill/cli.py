@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from router_distill.eval_cli import add_eval_parser, run_eval
+from router_distill.golden_cli import add_golden_parser, golden_check
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Prefect's ephemeral API can take over 20 s to start on a fresh machine (its default timeout).
@@ -155,9 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=2, help="flow runs executing at once (default: 2)"
     )
     serve.add_argument("--file", type=Path, help="prefect.yaml to read (default: the project's)")
-    from router_distill.eval_cli import add_eval_parser
-
     add_eval_parser(sub)
+    add_golden_parser(sub)
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -715,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "eval":
-        from router_distill.eval_cli import run_eval
-
         return run_eval(args)
+    if args.command == "golden":
+        return golden_check(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)
