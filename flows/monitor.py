@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from intent_router.traffic import new_since, sample_traffic
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -18,7 +19,6 @@ from intent_router.params import MonitorParams
 from intent_router.preflight import estimate_monitor_cost
 from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy_names, resolve_taxonomy
-from intent_router.traffic import new_since, sample_traffic
 from tasks.monitor import (
     check_monitor_budget,
     emit_drift,
@@ -45,7 +45,8 @@ def monitor_router(**parameters: Any) -> DriftCheck | None:
     taxonomy = resolve_taxonomy(params.taxonomy)
     router = params.router_name or taxonomy.name
     runtime = Runtime(
-        backend=params.backend, storage_block=resolve_storage_ref(params.backend, params.storage_block)
+        backend=params.backend,
+        storage_block=resolve_storage_ref(params.backend, params.storage_block),
     )
     backend = runtime.backend_client()
     champion = ChampionRegistry(runtime.store(), router).current()

@@ -5,8 +5,8 @@ never saw in training; the change in the predicted top-signal mix). Pure functio
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,9 +139,7 @@ def drift_alerts(
     """Why this check counts as drift (empty: it does not)."""
     alerts = []
     if agreement < thresholds.min_agreement:
-        alerts.append(
-            f"agreement {agreement:.3f} below {thresholds.min_agreement:.3f}"
-        )
+        alerts.append(f"agreement {agreement:.3f} below {thresholds.min_agreement:.3f}")
     if unseen > thresholds.max_unseen_token_share:
         alerts.append(
             f"unseen-token share {unseen:.3f} above {thresholds.max_unseen_token_share:.3f}"
@@ -193,8 +191,6 @@ def assess(
         mix_shift=shift,
         worst=tuple(worst_disagreements(queries, references, answers, signals)),
         alerts=tuple(
-            drift_alerts(
-                agreement=agreement, unseen=unseen, shift=shift, thresholds=thresholds
-            )
+            drift_alerts(agreement=agreement, unseen=unseen, shift=shift, thresholds=thresholds)
         ),
     )

@@ -40,7 +40,9 @@ def resolve_golden(golden: str | None, taxonomy: Taxonomy, *, required: bool) ->
 
 def builtin_traffic_path(taxonomy_name: str) -> Path | None:
     """The sample search log shipped for a built-in taxonomy, if any."""
-    candidate = resources.files("intent_router") / "data" / "traffic" / f"{taxonomy_name}-search-log.jsonl"
+    candidate = (
+        resources.files("intent_router") / "data" / "traffic" / f"{taxonomy_name}-search-log.jsonl"
+    )
     path = Path(str(candidate))
     return path if path.is_file() else None
 

@@ -71,7 +71,8 @@ def split_traffic(
     newest `train_cap` queries train (the rest is left out and never labelled)."""
     older, newest = newest_slice(queries, holdout_share)
     ordered = sorted(
-        enumerate(older), key=lambda item: (item[1].timestamp is not None, item[1].timestamp or 0, item[0])
+        enumerate(older),
+        key=lambda item: (item[1].timestamp is not None, item[1].timestamp or 0, item[0]),
     )
     kept = {index for index, _ in ordered[len(ordered) - train_cap :]} if train_cap > 0 else set()
     return [q for i, q in enumerate(older) if i in kept], list(newest)

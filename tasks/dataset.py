@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
@@ -47,9 +47,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _frame(
-    outputs: list[BatchOutput], traffic: Sequence[LabelledQuery] = ()
-) -> pd.DataFrame:
+def _frame(outputs: list[BatchOutput], traffic: Sequence[LabelledQuery] = ()) -> pd.DataFrame:
     """Traffic rows first: a synthetic query that duplicates a real one is the one dropped."""
     import pandas as pd
 

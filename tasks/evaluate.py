@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.logging import get_run_logger
 
+from intent_router.backends.base import ModelTarget
 from intent_router.dataset import LabelledQuery
 from intent_router.evaluation import EvaluationResult, evaluate_target
 from intent_router.golden import GoldenSet
-from intent_router.backends.base import ModelTarget
 from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
 from tasks.runtime import Runtime, retry_if_transient

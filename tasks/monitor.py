@@ -176,9 +176,15 @@ def emit_drift(check: DriftCheck, run_id: str) -> None:
     """Emit router.drift so an automation can start a retraining run."""
     emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"router.{check.router}", "prefect.resource.name": check.router},
+        resource={
+            "prefect.resource.id": f"router.{check.router}",
+            "prefect.resource.name": check.router,
+        },
         related=[
-            {"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+            }
         ]
         if run_id != "local"
         else None,
@@ -192,4 +198,6 @@ def emit_drift(check: DriftCheck, run_id: str) -> None:
             "alerts": list(check.alerts),
         },
     )
-    get_run_logger().warning("emitted %s for router %s: %s", DRIFT_EVENT, check.router, "; ".join(check.alerts))
+    get_run_logger().warning(
+        "emitted %s for router %s: %s", DRIFT_EVENT, check.router, "; ".join(check.alerts)
+    )

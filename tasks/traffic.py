@@ -4,18 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import task
-from prefect.logging import get_run_logger
-from pydantic import BaseModel, ConfigDict
-
-from blocks.storage import s3_client
-from intent_router.backends.base import TeacherFingerprint
-from intent_router.dataset import LabelledQuery
-from intent_router.errors import RouterOutputError
-from intent_router.evaluation import TRAFFIC  # cell and vocabulary of traffic records
-from intent_router.metrics import top_signal
-from intent_router.schema import parse_routing_output
-from intent_router.taxonomy import Taxonomy
 from intent_router.traffic import (
     CleanedTraffic,
     LabelCache,
@@ -30,6 +18,18 @@ from intent_router.traffic import (
     read_watermark,
     write_watermark,
 )
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, ConfigDict
+
+from blocks.storage import s3_client
+from intent_router.backends.base import TeacherFingerprint
+from intent_router.dataset import LabelledQuery
+from intent_router.errors import RouterOutputError
+from intent_router.evaluation import TRAFFIC  # cell and vocabulary of traffic records
+from intent_router.metrics import top_signal
+from intent_router.schema import parse_routing_output
+from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
 from tasks.runtime import Runtime, retry_if_transient
 
@@ -122,7 +122,9 @@ def label_traffic(
         chunk = missing[start : start + LABEL_CHUNK]
         results = backend.label(chunk, taxonomy)
         calls += len(chunk)
-        fresh = {r.query: r.text for r in results if r.text is not None and _valid(r.text, taxonomy)}
+        fresh = {
+            r.query: r.text for r in results if r.text is not None and _valid(r.text, taxonomy)
+        }
         cache.put_many(fresh)
         known.update(fresh)
     records: list[LabelledQuery] = []

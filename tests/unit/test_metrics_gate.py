@@ -288,7 +288,13 @@ def test_gate_promotes_when_floors_pass_and_there_is_no_champion() -> None:
     decision = decide(evaluation(), None, CONFIG)
 
     assert decision.promote
-    assert [c.name for c in decision.checks] == ["parse_rate", "top_signal_accuracy", "mean_rubric"]
+    assert [c.name for c in decision.checks] == [
+        "parse_rate",
+        "top_signal_accuracy",
+        "mean_rubric",
+        "golden_set",
+    ]
+    assert "no golden set" in decision.checks[-1].detail
     assert decision.summary == "PROMOTE: all checks passed"
 
 
