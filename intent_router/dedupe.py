@@ -27,7 +27,7 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-class _NearIndex:
+class NearIndex:
     """MinHash LSH for candidates (at a lower threshold, for recall), exact Jaccard to confirm."""
 
     def __init__(self, threshold: float, num_perm: int) -> None:
@@ -43,12 +43,16 @@ class _NearIndex:
         )
         return list(zip(hashes, sets, strict=True))
 
-    def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
-        for key in self.lsh.query(mh):
+    def find_near(self, mh: MinHash, sh: set[bytes]) -> int | None:
+        """Position (in insertion order) of an indexed set at or above the threshold."""
+        for key in sorted(self.lsh.query(mh)):
             other = self.sets[key]
             if len(sh & other) / len(sh | other) >= self.threshold:
-                return True
-        return False
+                return int(key)
+        return None
+
+    def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
+        return self.find_near(mh, sh) is not None
 
     def add(self, mh: MinHash, sh: set[bytes]) -> None:
         self.lsh.insert(len(self.sets), mh)
@@ -83,7 +87,7 @@ def dedupe_and_split(
     train = train.assign(layer=np.where(train_exact, "exact", ""))
     holdout = holdout.assign(layer=np.where(holdout_exact, "exact", ""))
 
-    train_index = _NearIndex(threshold, num_perm)
+    train_index = NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
     near = []
     sketches = train_index.sketches(train.loc[keep_idx, "norm"].tolist())
@@ -94,7 +98,7 @@ def dedupe_and_split(
             train_index.add(mh, sh)
     train.loc[near, "layer"] = "near"
 
-    holdout_index = _NearIndex(threshold, num_perm)
+    holdout_index = NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
     near_train, near_self = [], []
     sketches = holdout_index.sketches(holdout.loc[keep_idx, "norm"].tolist())
