@@ -951,7 +951,7 @@ class LabelCache:
         for key, entry in new.items():
             if entries.get(key, {}).get("label") != entry["label"]:
                 entries[key] = entry
-        lines = [json.dumps(entries[k], ensure_ascii=False) + "\n" for k in sorted(entries)]
+        lines = [json.dumps(entries[k]) + "\n" for k in sorted(entries)]  # ASCII: always encodable
         return "".join(lines).encode()
 
     def _merge(self, path: str, new: dict[str, dict[str, str]]) -> None:

@@ -444,3 +444,12 @@ def test_corrupt_shard_line_is_skipped(tmp_path: Path, caplog: pytest.LogCapture
     cache.put_many({"birds": LABEL})  # rewriting drops the corrupt lines
     assert len((store.read(path) or b"").splitlines()) == 3
     assert cache.get_many(["birds", "cats"]) == {"birds": LABEL, "cats": LABEL}
+
+
+def test_label_cache_stores_queries_that_are_not_encodable_utf8(tmp_path: Path) -> None:
+    cache = LabelCache(DirectoryStore(tmp_path), FINGERPRINT)
+    cache.put_many({"lone \ud800 surrogate": LABEL, "東京 news": LABEL})
+    assert cache.get_many(["lone \ud800 surrogate", "東京 NEWS"]) == {
+        "lone \ud800 surrogate": LABEL,
+        "東京 NEWS": LABEL,
+    }
