@@ -28,7 +28,7 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-class _NearIndex:
+class NearIndex:
     """MinHash LSH for candidates (at a lower threshold, for recall), exact Jaccard to confirm."""
 
     def __init__(self, threshold: float, num_perm: int) -> None:
@@ -44,12 +44,16 @@ class _NearIndex:
         )
         return list(zip(hashes, sets, strict=True))
 
-    def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
-        for key in self.lsh.query(mh):
+    def find_near(self, mh: MinHash, sh: set[bytes]) -> int | None:
+        """Position (in insertion order) of an indexed set at or above the threshold."""
+        for key in sorted(self.lsh.query(mh)):
             other = self.sets[key]
             if len(sh & other) / len(sh | other) >= self.threshold:
-                return True
-        return False
+                return int(key)
+        return None
+
+    def has_near(self, mh: MinHash, sh: set[bytes]) -> bool:
+        return self.find_near(mh, sh) is not None
 
     def add(self, mh: MinHash, sh: set[bytes]) -> None:
         self.lsh.insert(len(self.sets), mh)
@@ -87,13 +91,13 @@ def dedupe_and_split(
     train = train.assign(layer=np.where(train_exact, "exact", ""))
     holdout = holdout.assign(layer=np.where(holdout_exact, "exact", ""))
 
-    excluded_index = _NearIndex(threshold, num_perm)
+    excluded_index = NearIndex(threshold, num_perm)
     excluded_norms = sorted({normalise(q) for q in exclude})
     for mh, sh in excluded_index.sketches(excluded_norms) if excluded_norms else []:
         excluded_index.add(mh, sh)
     excluded_set = set(excluded_norms)
 
-    train_index = _NearIndex(threshold, num_perm)
+    train_index = NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
     near, excluded = [], []
     sketches = train_index.sketches(train.loc[keep_idx, "norm"].tolist())
@@ -107,7 +111,7 @@ def dedupe_and_split(
     train.loc[near, "layer"] = "near"
     train.loc[excluded, "layer"] = "excluded"
 
-    holdout_index = _NearIndex(threshold, num_perm)
+    holdout_index = NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
     near_train, near_self, excluded = [], [], []
     sketches = holdout_index.sketches(holdout.loc[keep_idx, "norm"].tolist())

@@ -17,7 +17,7 @@ from intent_router.errors import UserInputError
 from intent_router.params import DistillParams
 from intent_router.planning import plan_generation
 from intent_router.pricing import ModelPrice, estimate_tokens, price_for
-from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import ObjectStore, check_writable
 from intent_router.synthesis import QueryWriter
@@ -91,7 +91,7 @@ def estimate_cost(
             for query in writer.write_cell(quota):
                 answer = estimate_tokens(teacher.label_json(query))
                 calls += 1
-                label_in += prompt_tokens + estimate_tokens(query)
+                label_in += prompt_tokens + estimate_tokens(teacher_user_message(query))
                 label_out += answer
                 if batch.split == "train":
                     train_tokens += student_prompt_tokens + estimate_tokens(query) + answer
@@ -132,11 +132,14 @@ def estimate_cost(
         )
     )
     eval_in = sum(estimate_tokens(q) for q in eval_queries)
+    quoted_in = sum(estimate_tokens(teacher_user_message(q)) for q in eval_queries)
     for name, model_id in evaluated_models.items():
         price = price_of(model_id)
         uses_teacher_prompt = name != "candidate"
-        inp = eval_in + len(eval_queries) * (
-            prompt_tokens if uses_teacher_prompt else student_prompt_tokens
+        inp = (
+            quoted_in + len(eval_queries) * prompt_tokens
+            if uses_teacher_prompt
+            else eval_in + len(eval_queries) * student_prompt_tokens
         )
         out = len(eval_queries) * round(label_out / max(1, calls))
         lines.append(

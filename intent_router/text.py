@@ -33,6 +33,11 @@ def has_control_characters(text: str) -> bool:
     return bool(_CONTROL.search(text) or _SURROGATE.search(text))
 
 
+def strip_controls(text: str) -> str:
+    """Text with every control character (tab included) and lone surrogate made a space."""
+    return _SURROGATE.sub(" ", _CONTROL.sub(" ", text.replace("\t", " ")))
+
+
 def escape_controls(text: str) -> str:
     """Text safe to print on a terminal: control characters as \\xNN / \\uNNNN escapes."""
     return _SURROGATE.sub(

@@ -41,7 +41,7 @@ from intent_router.errors import (
     TransientBackendError,
 )
 from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
-from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.schema import parse_routing_output
 from intent_router.storage import ObjectStore
 from intent_router.taxonomy import Taxonomy
@@ -252,7 +252,7 @@ class BedrockBackend:
             response = self._converse(
                 self.settings.teacher_model_id,
                 prompt,
-                query,
+                teacher_user_message(query),  # the query is data, never instructions
                 self.settings.label_max_tokens,
                 self.settings.label_temperature,
             )
@@ -426,19 +426,19 @@ class BedrockBackend:
     ) -> list[Invocation]:
         """Converse once per query; latency from metrics.latencyMs, tokens from usage.
 
-        A call the service rejects for this query counts as an unparseable answer.
+        Teacher-prompted targets get the query quoted (`teacher_user_message`); the student
+        gets it bare, as in its training records. A call the service rejects for this query
+        counts as an unparseable answer.
         """
-        prompt = (
-            teacher_prompt(taxonomy)
-            if target.prompt == "teacher"
-            else (student_system_prompt(taxonomy))
-        )
+        quoted = target.prompt == "teacher"
+        prompt = teacher_prompt(taxonomy) if quoted else student_system_prompt(taxonomy)
         out = []
         with self.call_slot():
             for done, query in enumerate(queries, start=1):
+                message = teacher_user_message(query) if quoted else query
                 try:
                     response = self._converse(
-                        target.ref, prompt, query, self.settings.inference_max_tokens
+                        target.ref, prompt, message, self.settings.inference_max_tokens
                     )
                 except ClientError as error:
                     logger.warning("%s failed on %r: %s", target.name, query, error)

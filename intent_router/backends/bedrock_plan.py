@@ -15,7 +15,7 @@ from intent_router.backends.bedrock_validation import request_violations
 from intent_router.dataset import content_hash, render_jsonl, training_record
 from intent_router.params import DistillParams
 from intent_router.planning import distillation_request, plan_generation
-from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.synthesis import QueryWriter
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
@@ -107,7 +107,7 @@ def request_plan(
     label = BedrockBackend.converse_request(
         settings.teacher_model_id,
         teacher_prompt(taxonomy),
-        sample,
+        teacher_user_message(sample),
         settings.label_max_tokens,
         settings.label_temperature,
     )

@@ -37,7 +37,7 @@ from intent_router.errors import (
     UserInputError,
 )
 from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, price_for
-from intent_router.prompts import student_system_prompt, teacher_prompt
+from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.schema import RoutingDecision, parse_routing_output
 from intent_router.storage import ObjectStore
 from intent_router.student import HashedNgramStudent
@@ -291,11 +291,8 @@ class LocalBackend:
         on_progress: Callable[[int], None] | None = None,
     ) -> list[Invocation]:
         answer = self._answer_fn(target, taxonomy)
-        prompt = (
-            teacher_prompt(taxonomy)
-            if target.prompt == "teacher"
-            else (student_system_prompt(taxonomy))
-        )
+        quoted = target.prompt == "teacher"  # counted as the quoted message Bedrock would get
+        prompt = teacher_prompt(taxonomy) if quoted else student_system_prompt(taxonomy)
         prompt_tokens = estimate_tokens(prompt)
         out = []
         for done, query in enumerate(queries, start=1):
@@ -306,7 +303,8 @@ class LocalBackend:
                 Invocation(
                     text=text,
                     latency_s=elapsed,
-                    input_tokens=prompt_tokens + estimate_tokens(query),
+                    input_tokens=prompt_tokens
+                    + estimate_tokens(teacher_user_message(query) if quoted else query),
                     output_tokens=estimate_tokens(text),
                 )
             )

@@ -46,12 +46,14 @@ from botocore.paginate import Paginator, PaginatorModel
 from botocore.utils import parse_to_aware_datetime
 
 from intent_router.backends.bedrock_validation import request_violations, response_violations
+from intent_router.prompts import extract_quoted_query
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 
 Responder = Callable[[str, str, str], str]
-"""responder(model_id, system_text, user_text) -> answer text."""
+"""responder(model_id, system_text, user_text) -> answer text; user_text is the query itself
+when the call quotes it (prompts.teacher_user_message)."""
 
 # Used only when an operation does not model the error (the model wins otherwise: note
 # that botocore models Bedrock's ConflictException as HTTP 400, not 409).
@@ -875,7 +877,10 @@ class FakeBedrock:
         user_turns = [m for m in messages if m["role"] == "user"]
         user_text = _text_of(user_turns[-1])
         prompt_text = system_text + "".join(_text_of(m) for m in messages)
-        answer = self.responder(model_id, system_text, user_text)
+        # A teacher-prompted call quotes the query (prompts.teacher_user_message): like the real
+        # model, the responder answers the query, not the wrapper around it.
+        quoted = extract_quoted_query(user_text)
+        answer = self.responder(model_id, system_text, user_text if quoted is None else quoted)
         stop_reason = "end_turn"
         config = request.get("inferenceConfig", {})
         cuts = [answer.find(s) for s in config.get("stopSequences", []) if s and s in answer]
