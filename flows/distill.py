@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
-from intent_router.traffic import TrafficQuery, TrafficSource, Watermark, new_since
 from prefect import flow, unmapped
 from prefect.client.schemas.objects import State
 from prefect.filesystems import WritableFileSystem
@@ -52,6 +51,7 @@ from intent_router.registry import (
 )
 from intent_router.report import EvaluationRow, RunSummary, TrafficSummary, artifact_key
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names, resolve_taxonomy
+from intent_router.traffic import TrafficQuery, TrafficSource, Watermark, new_since
 from tasks.dataset import (
     DatasetRef,
     SplitOutput,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from intent_router.traffic import new_since, sample_traffic
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -19,6 +18,7 @@ from intent_router.params import MonitorParams
 from intent_router.preflight import estimate_monitor_cost
 from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy_names, resolve_taxonomy
+from intent_router.traffic import new_since, sample_traffic
 from tasks.monitor import (
     check_monitor_budget,
     emit_drift,

@@ -87,6 +87,11 @@ class RunSummary(BaseModel):
     champion_model_id: str | None
     seconds: dict[str, float] = Field(default_factory=dict)
 
+    @property
+    def teacher_calls(self) -> int:
+        """Every teacher call this run made: synthetic batches plus new traffic queries."""
+        return self.dataset.teacher_calls + (self.traffic.teacher_calls if self.traffic else 0)
+
 
 def artifact_key(kind: str, router: str) -> str:
     """Artifact keys are per router, e.g. evaluation-default, ledger-news-archives."""

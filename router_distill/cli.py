@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from router_distill.eval_cli import add_eval_parser, run_eval
+from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eval, run_monitor
 from router_distill.golden_cli import add_golden_parser, golden_check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--file", type=Path, help="prefect.yaml to read (default: the project's)")
     add_eval_parser(sub)
+    add_monitor_parser(sub)
     add_golden_parser(sub)
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
@@ -718,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "eval":
         return run_eval(args)
+    if args.command == "monitor":
+        return run_monitor(args)
     if args.command == "golden":
         return golden_check(args)
     from router_distill.bench import run_bench

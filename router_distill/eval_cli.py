@@ -60,10 +60,9 @@ def _backend_and_store(args: argparse.Namespace) -> tuple[Any, Any]:
     return runtime.backend_client(), runtime.store()
 
 
-def _rows(results: list[Any]) -> list[dict[str, Any]]:
+def _rows(goldens: list[Any]) -> list[dict[str, Any]]:
     rows = []
-    for result in results:
-        g = result.golden
+    for g in goldens:
         rows.append(
             {
                 "model": g.model,
@@ -116,14 +115,72 @@ def run_eval(args: argparse.Namespace) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    goldens = [r.golden for r in results if r.golden is not None]
     if args.json:
-        print(json.dumps([r.golden.model_dump(mode="json") for r in results], indent=2))
+        print(json.dumps([g.model_dump(mode="json") for g in goldens], indent=2))
         return EXIT_OK
     print(f"Golden set {golden.source} ({len(golden.items)} queries, version {golden.version})")
-    print(format_table(_rows(results)))
-    for result in results:
-        slices = result.golden.slices
-        if slices:
-            shown = ", ".join(f"{tag} {s.strict_top1:.3f} (n={s.n})" for tag, s in slices.items())
-            print(f"{result.golden.model} by tag: {shown}")
+    print(format_table(_rows(goldens)))
+    for g in goldens:
+        if g.slices:
+            shown = ", ".join(f"{tag} {s.strict_top1:.3f} (n={s.n})" for tag, s in g.slices.items())
+            print(f"{g.model} by tag: {shown}")
+    return EXIT_OK
+
+
+def add_monitor_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    monitor = sub.add_parser(
+        "monitor", help="check the champion on new traffic; emit router.drift when it drifts"
+    )
+    monitor.add_argument("--router", dest="router_name", help="router (default: taxonomy name)")
+    monitor.add_argument("--taxonomy", help="built-in taxonomy or file (default: default)")
+    monitor.add_argument("--traffic", help="traffic source (default: the built-in sample log)")
+    monitor.add_argument("--sample-size", type=int, help="teacher-labelled queries (default 200)")
+    monitor.add_argument("--budget-usd", type=float, help="stop if the estimate exceeds this")
+    monitor.add_argument("--backend", help="'local' (default) or a saved backend block")
+    monitor.add_argument("--storage-block", help="saved file-system block 'slug/name'")
+
+
+MONITOR_FLAGS = (
+    "router_name",
+    "taxonomy",
+    "traffic",
+    "sample_size",
+    "budget_usd",
+    "backend",
+    "storage_block",
+)
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from intent_router.errors import UserInputError
+    from intent_router.params import MonitorParams
+
+    values = {f: getattr(args, f) for f in MONITOR_FLAGS if getattr(args, f) is not None}
+    try:
+        params = MonitorParams.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        print(f"error: {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    from flows.monitor import monitor_router
+
+    try:
+        check = monitor_router(**params.model_dump())
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if check is None:
+        print("no new traffic since the last check")
+        return EXIT_OK
+    print(
+        f"router {check.router} ({check.champion_model_id}): {check.sample} of "
+        f"{check.new_queries} new queries sampled; agreement {check.agreement:.3f} "
+        f"(95% CI {check.agreement_ci95[0]:.3f}-{check.agreement_ci95[1]:.3f}); unseen tokens "
+        f"{check.unseen_token_share:.3f}; top-signal mix shift {check.mix_shift:.3f}"
+    )
+    print("DRIFT: " + "; ".join(check.alerts) if check.drifted else "no drift")
     return EXIT_OK

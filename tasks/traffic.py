@@ -4,20 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from intent_router.traffic import (
-    CleanedTraffic,
-    LabelCache,
-    RawTraffic,
-    TrafficQuery,
-    TrafficSource,
-    Watermark,
-    clean_traffic,
-    read_invocation_logs,
-    read_local_traffic,
-    read_s3_traffic,
-    read_watermark,
-    write_watermark,
-)
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +16,18 @@ from intent_router.evaluation import TRAFFIC  # cell and vocabulary of traffic r
 from intent_router.metrics import top_signal
 from intent_router.schema import parse_routing_output
 from intent_router.taxonomy import Taxonomy
+from intent_router.traffic import (
+    CleanedTraffic,
+    LabelCache,
+    RawTraffic,
+    TrafficQuery,
+    TrafficSource,
+    Watermark,
+    clean_traffic,
+    read_watermark,
+    write_watermark,
+)
+from intent_router.traffic import read_traffic as read_source
 from tasks.distill import BACKOFF, JITTER, RETRIES
 from tasks.runtime import Runtime, retry_if_transient
 
@@ -47,11 +45,6 @@ class TrafficLabels(BaseModel):
     invalid: int
 
 
-def _split_s3(location: str) -> tuple[str, str]:
-    bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    return bucket, prefix
-
-
 @task(
     name="read-traffic",
     retries=RETRIES,
@@ -61,17 +54,8 @@ def _split_s3(location: str) -> tuple[str, str]:
 )
 def read_traffic(source: TrafficSource, runtime: Runtime) -> RawTraffic:
     """Read real queries from a search log or Bedrock's invocation logs (nothing is paid)."""
-    if source.kind == "file":
-        raw = read_local_traffic(source.location)
-    elif source.kind == "s3":
-        raw = read_s3_traffic(s3_client(runtime.storage_block), *_split_s3(source.location))
-    else:
-        raw = read_invocation_logs(
-            s3_client(runtime.storage_block),
-            *_split_s3(source.location),
-            model_id=source.model_id,
-            request_metadata=source.request_metadata,
-        )
+    client = None if source.kind == "file" else s3_client(runtime.storage_block)
+    raw = read_source(source, s3_client=client)
     r = raw.report
     get_run_logger().info(
         "read %d queries from %s (%d files, %d lines; skipped %d non-UTF-8, %d unparseable, "

@@ -38,7 +38,7 @@ PARAMS: dict[str, Any] = {
     "job_timeout_minutes": 5,
     "backend": "router-distill-bedrock-backend/test",
     "storage_block": "s3-bucket/test",
-    "gate": {"min_top_signal_accuracy": 0.9, "min_mean_rubric": 4.0},
+    "gate": {"min_top_signal_accuracy": 0.9, "min_mean_rubric": 4.0, "min_golden_top1": 0.5},
 }
 
 

@@ -34,7 +34,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     first = distill_router(**params.flow_parameters())
 
     assert first.outcome == "promoted"
-    assert teacher_calls.count == first.dataset.teacher_calls > 0
+    assert teacher_calls.count == first.teacher_calls > 0
     assert first.dataset.train_records == 400
     assert {r.overall.role for r in first.evaluations} >= {
         "candidate",
@@ -45,6 +45,15 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     teacher_row = next(r for r in first.evaluations if r.overall.role == "teacher")
     assert teacher_row.overall.top_signal_accuracy == 1.0
     assert "novel-vocabulary" in teacher_row.slices
+    # Real queries beside the synthetic ones: the traffic slice and the golden set, every target.
+    assert first.traffic is not None and first.traffic.train > 0 and first.traffic.holdout > 0
+    assert first.traffic.teacher_calls == first.traffic.train + first.traffic.holdout
+    assert first.golden is not None and first.golden["queries"] >= 400
+    for row in first.evaluations:
+        assert "traffic" in row.slices and row.slices["traffic"].n == first.traffic.holdout
+        assert row.golden is not None and row.golden.n == first.golden["queries"]
+    gate_checks = {c["name"] for c in first.gate["checks"]}
+    assert "golden_top1" in gate_checks
     champion = ChampionRegistry(store(router_home), "default").current()
     assert champion is not None and champion.model_id == first.model_id
     train_lines = Path(first.dataset.train_uri.removeprefix("file://")).read_text().splitlines()
@@ -64,7 +73,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     teacher_calls.count = 0
     second = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0  # every batch came from the cache
-    assert second.dataset.teacher_calls == 0  # and the summary says so
+    assert second.teacher_calls == 0  # and the summary says so
     assert second.dataset.cached_batches == SMALL["batches"] + 2  # + the holdout batches
     assert second.model_id == first.model_id
     assert second.outcome == "unchanged"
@@ -110,7 +119,7 @@ def test_crash_while_waiting_then_rerun_resumes_from_cache(
     teacher_calls.count = 0
     summary = distill_router(**params.flow_parameters())
     assert teacher_calls.count == 0
-    assert summary.dataset.teacher_calls == 0 and summary.dataset.cached_batches > 0
+    assert summary.teacher_calls == 0 and summary.dataset.cached_batches > 0
     assert summary.outcome == "promoted"
     assert len(list((router_home / "store" / "jobs").glob("*.json"))) == 1
     assert len(list((router_home / "store" / "deployments").glob("*.json"))) == 1

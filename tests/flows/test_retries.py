@@ -24,6 +24,7 @@ PARAMS = {
     "batches": 2,
     "poll_interval_seconds": 0,
     "seed": 99,
+    "traffic": "none",  # counts the synthetic batches; traffic labelling: test_traffic_flow.py
 }
 
 

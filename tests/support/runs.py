@@ -23,4 +23,5 @@ LENIENT_GATE: dict[str, float] = {
     "min_parse_rate": 0.9,
     "min_top_signal_accuracy": 0.3,
     "min_mean_rubric": 1.5,
+    "min_golden_top1": 0.3,
 }

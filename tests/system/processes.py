@@ -207,7 +207,7 @@ def prefect_server(root: Path) -> Iterator[Stack]:
         stack.stop()
 
 
-def serve_deployments(stack: Stack, expected: int = 3) -> subprocess.Popen[bytes]:
+def serve_deployments(stack: Stack, expected: int = 4) -> subprocess.Popen[bytes]:
     """`router-distill serve` against the stack's server; returns once it has registered."""
     process = stack.start("serve", str(BIN / "router-distill"), "serve", "--limit", "1")
     stack.wait_until(

@@ -23,7 +23,7 @@ import pytest
 from prefect.blocks.webhook import Webhook
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from deployments.automations import router_webhook
+from deployments.automations import retrain_on_drift, router_webhook
 from deployments.specs import PROJECT_DIR
 from intent_router.registry import ChampionRecord, ChampionRegistry
 from intent_router.storage import DirectoryStore
@@ -33,7 +33,8 @@ from tests.system.processes import BIN, Stack, prefect_server, serve_deployments
 pytestmark = pytest.mark.server
 logger = logging.getLogger(__name__)
 
-NAMES = ("scheduled-retraining", "manual", "taxonomy-experiment")
+NAMES = ("scheduled-retraining", "manual", "taxonomy-experiment", "drift-monitor")
+FLOW_OF = {"drift-monitor": "monitor-router"}  # the others deploy distill-router
 POOL = "router-distill"
 # On top of the taxonomy-experiment presets: small sizes and a lenient gate, but no taxonomy, so
 # the preset's sports_broadcasting must survive the server's per-key merge.
@@ -125,7 +126,7 @@ def _wait_for_run(stack: Stack, client: httpx.Client, run_id: str) -> dict[str, 
     return dict(client.get(f"/flow_runs/{run_id}").json())
 
 
-def test_prefect_deploy_all_registers_three_deployments_on_a_process_pool(stack: Stack) -> None:
+def test_prefect_deploy_all_registers_four_deployments_on_a_process_pool(stack: Stack) -> None:
     stack.run(str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process")
     stack.run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all", cwd=PROJECT_DIR)
 
@@ -191,7 +192,7 @@ def test_serve_refuses_names_deployed_on_the_work_pool(stack: Stack) -> None:
     refused = stack.attempt(str(BIN / "router-distill"), "serve", "--limit", "1", timeout=120)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     [line] = refused.stderr.strip().splitlines()
-    assert all(f"distill-router/{name}" in line for name in NAMES)
+    assert all(f"{FLOW_OF.get(name, 'distill-router')}/{name}" in line for name in NAMES)
     assert f"prefect worker start --pool {POOL}" in line and "delete" in line
     with _api(stack) as client:
         for name in NAMES:  # left on the pool, untouched
@@ -209,7 +210,7 @@ def test_served_taxonomy_run_completes_with_artifacts_ledger_and_event(
             "router-outcomes", overwrite=True
         )
         router_webhook(webhook_id, router="news-test").create()
-    serve_deployments(stack)
+    serve_deployments(stack, expected=len(NAMES))
     with _api(stack) as client:
         assert _deployment(client, "taxonomy-experiment")["work_pool_name"] is None  # served
         run = _run_and_wait(stack, client, "taxonomy-experiment", SMALL_NEWS_RUN)
@@ -281,6 +282,72 @@ def test_stopping_serve_leaves_the_weekly_schedule_active(stack: Stack) -> None:
     assert retraining["paused"] is False
     [schedule] = retraining["schedules"]
     assert schedule["active"] is True and schedule["schedule"]["cron"] == "0 3 * * 1"
+
+
+# Sound-only, foreign-language and slang searches: a student trained on a few hundred synthetic
+# news queries misroutes them, and most of their tokens never occurred in its training data.
+HARD_TRAFFIC = [
+    "sonido de lluvia sobre el tejado de chapa",
+    "bruit des vagues la nuit sans musique",
+    "geräusch von donner und regen zum einschlafen",
+    "asmr whispering tapping no talking",
+    "dial-up modem noise",
+    "vinyl crackle loop",
+    "squeaky sneakers on a gym floor",
+    "cicadas at dusk",
+    "kettle whistling",
+    "geese honking overhead",
+    "didgeridoo drone",
+    "a baby giggling uncontrollably",
+]
+
+
+def test_monitor_drift_event_starts_the_retraining_deployment(stack: Stack) -> None:
+    """router.drift from the monitor (run from the CLI against the server) fires the documented
+    automation, which creates a run of scheduled-retraining (no executor is running: it waits)."""
+    with _api(stack) as client:
+        retraining = _deployment(client, "scheduled-retraining")
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        retrain_on_drift(retraining["id"], router="news-test").create()
+    traffic = stack.root / "hard-traffic.jsonl"
+    traffic.write_text(
+        "".join(
+            json.dumps({"timestamp": f"2026-11-20T{i:02d}:00:00Z", "query": q}) + "\n"
+            for i, q in enumerate(HARD_TRAFFIC)
+        ),
+        "utf-8",
+    )
+    out = stack.run(
+        str(BIN / "router-distill"),
+        "monitor",
+        "--router",
+        "news-test",
+        "--taxonomy",
+        "news_archives",
+        "--traffic",
+        str(traffic),
+        "--sample-size",
+        "10",
+        timeout=180,
+    )
+    assert "DRIFT:" in out, out
+
+    def drift_runs() -> list[dict[str, Any]]:
+        with _api(stack) as client:
+            runs = client.post(
+                "/flow_runs/filter",
+                json={"flow_runs": {"deployment_id": {"any_": [retraining["id"]]}}},
+            ).json()
+        return [r for r in runs if r["parameters"].get("triggered_by") == "automation: router.drift"]
+
+    stack.wait_until("the retraining run started by router.drift", lambda: bool(drift_runs()), 90)
+    [run] = drift_runs()
+    assert run["parameters"]["seed_policy"] == "scheduled-date"  # the deployment's presets
+    with _api(stack) as client:  # nobody executes it here; cancel it so nothing is left
+        client.post(
+            f"/flow_runs/{run['id']}/set_state",
+            json={"state": {"type": "CANCELLED"}, "force": True},
+        )
 
 
 def test_server_rejects_a_bad_inline_taxonomy_when_the_run_is_created(stack: Stack) -> None:

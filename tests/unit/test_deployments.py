@@ -33,7 +33,7 @@ from deployments.specs import (
     load_specs,
 )
 from intent_router.errors import UserInputError
-from intent_router.params import DistillParams
+from intent_router.params import DistillParams, MonitorParams
 from intent_router.settings import HOME_ENV, home
 from intent_router.taxonomy import resolve_taxonomy
 
@@ -46,8 +46,29 @@ def _server_schema(spec: DeploymentSpec) -> dict[str, Any]:
     return parameter_schema(load_flow(spec)).model_dump_for_openapi()
 
 
-def test_the_three_deployments_are_declared() -> None:
-    assert set(BY_NAME) == {"scheduled-retraining", "manual", "taxonomy-experiment"}
+def test_the_four_deployments_are_declared() -> None:
+    assert set(BY_NAME) == {
+        "scheduled-retraining",
+        "manual",
+        "taxonomy-experiment",
+        "drift-monitor",
+    }
+
+
+def test_scheduled_retraining_takes_traffic_and_a_dated_seed() -> None:
+    params = DistillParams.model_validate(BY_NAME["scheduled-retraining"].parameters)
+    assert params.seed_policy == "scheduled-date"
+    assert params.traffic == "default"
+    assert params.holdout_seed == DistillParams().holdout_seed  # like for like
+
+
+def test_drift_monitor_runs_daily_on_the_monitor_flow() -> None:
+    spec = BY_NAME["drift-monitor"]
+    assert spec.entrypoint == "flows/monitor.py:monitor_router"
+    [schedule] = spec.schedules
+    _minute, _hour, day_of_month, month, day_of_week = schedule.cron.split()
+    assert (day_of_month, month, day_of_week) == ("*", "*", "*")
+    MonitorParams.model_validate(spec.parameters)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -61,7 +82,8 @@ def test_entrypoint_file_exists_and_imports_a_flow(spec: DeploymentSpec) -> None
 def test_parameter_preset_validates_against_the_flow(spec: DeploymentSpec) -> None:
     assert validate(spec.parameters, _server_schema(spec)) == []
     validated = load_flow(spec).validate_parameters(spec.parameters)
-    params = DistillParams.model_validate(validated)
+    model = MonitorParams if spec.name == "drift-monitor" else DistillParams
+    params = model.model_validate(validated)
     resolve_taxonomy(params.taxonomy)  # the taxonomy it names exists
 
 
@@ -228,7 +250,8 @@ def test_serve_refuses_deployments_that_are_on_a_work_pool(fake_serve: FakeServe
     assert "distill-router/manual" in message
     assert "taxonomy-experiment" not in message  # only the ones on a pool are named
     assert "prefect worker start --pool router-distill" in message and "delete" in message
-    assert sorted(asked) == sorted(f"distill-router/{name}" for name in BY_NAME)
+    flow_of = {"drift-monitor": "monitor-router"}
+    assert sorted(asked) == sorted(f"{flow_of.get(n, 'distill-router')}/{n}" for n in BY_NAME)
     assert fake_serve.calls == []  # nothing was registered or served
 
 

@@ -1,0 +1,87 @@
+"""CLI: --traffic, --golden and --require-golden are checked before Prefect starts; `eval`
+scores the champion and the teacher on a golden set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from router_distill.cli import main
+from tests.unit.test_cli_input import champion, error_lines, no_flow  # noqa: F401 - fixtures
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--traffic", "/nonexistent/search.log"], "traffic source '/nonexistent/search.log' does"),
+        (["--traffic", "s3://"], "s3://"),
+        (["--golden", "/nonexistent/golden.jsonl"], "/nonexistent/golden.jsonl"),
+        (["--taxonomy", "news_archives", "--golden", "none", "--require-golden"], "require_golden"),
+    ],
+)
+def test_bad_real_query_flags_are_one_line_errors_before_the_flow(
+    router_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+    flags: list[str],
+    message: str,
+) -> None:
+    assert main(["run", "--train-count", "300", *flags]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert message in line
+    assert not no_flow
+
+
+def test_a_malformed_golden_file_names_the_line_and_field(
+    router_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+) -> None:
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"query": "rain", "top": "smell"}\n', "utf-8")
+    assert main(["run", "--train-count", "300", "--golden", str(golden)]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "line 1" in line and "top" in line and "smell" in line
+    assert not no_flow
+
+
+def test_eval_scores_champion_and_teacher_on_the_golden_set(
+    router_home: Path,
+    champion: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["eval", "--router", "default", "--json"]) == 0
+    champion_row, teacher_row = json.loads(capsys.readouterr().out)
+    assert champion_row["role"] == "champion" and teacher_row["role"] == "teacher"
+    assert champion_row["n"] == teacher_row["n"] >= 400
+    # An untrained student is far below the teacher on human labels.
+    assert teacher_row["strict_top1"] > champion_row["strict_top1"] + 0.2
+    assert set(teacher_row["recall_per_signal"]) == {"visual", "audio", "transcription", "metadata"}
+
+    assert main(["eval", "--router", "default"]) == 0
+    out = capsys.readouterr().out
+    assert "strict_top1" in out and "by tag:" in out
+
+
+def test_eval_with_another_golden_file_and_errors(
+    router_home: Path,
+    champion: str,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    golden = tmp_path / "mine.csv"
+    golden.write_text(
+        "query,top,tags\nrain on a tin roof,audio,short\nobama speech,transcription,name\n"
+    )
+    assert main(["eval", "--golden", str(golden), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in rows] == [2, 2]
+
+    assert main(["eval", "--router", "nobody"]) == 1
+    assert "no router has been promoted" in capsys.readouterr().err
+    assert main(["eval", "--golden", str(tmp_path / "missing.jsonl")]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "missing.jsonl" in line
