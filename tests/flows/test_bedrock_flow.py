@@ -39,6 +39,9 @@ PARAMS: dict[str, Any] = {
     "backend": "router-distill-bedrock-backend/test",
     "storage_block": "s3-bucket/test",
     "gate": {"min_top_signal_accuracy": 0.9, "min_mean_rubric": 4.0, "min_golden_top1": 0.5},
+    # Small real-query inputs: every fake Converse call is validated against botocore's model.
+    "golden": str(Path(__file__).resolve().parents[1] / "data" / "golden_small.jsonl"),
+    "traffic": "none",
 }
 
 
@@ -203,3 +206,64 @@ def test_backend_bucket_is_the_default_store(aws: FakeBedrock) -> None:
     assert summary.outcome == "promoted"
     assert summary.dataset.train_uri.startswith(f"s3://{BUCKET}/runs/datasets/")
     assert any(key.startswith("runs/routers/default/") for key in s3_keys())
+
+
+def test_invocation_logs_on_s3_are_traffic_labelled_by_the_teacher(aws: FakeBedrock) -> None:
+    """Bedrock's model-invocation logs (JSON records, gzipped, under AWSLogs/) as traffic: the
+    user text of the production router's Converse calls, filtered by model id and metadata."""
+    import gzip
+    import json
+
+    import boto3
+
+    router_model = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/router-prod"
+    queries = [f"{thing} in slow motion" for thing in ("a hummingbird", "a waterfall", "rain")]
+    queries += ["crowd chanting at a football match", "interview about inflation"]
+
+    def logged(query: str, model_id: str, app: str) -> str:
+        return json.dumps(
+            {
+                "schemaType": "ModelInvocationLog",
+                "schemaVersion": "1.0",
+                "timestamp": "2026-11-30T10:00:00Z",
+                "accountId": "123456789012",
+                "region": "us-east-1",
+                "requestId": "r-1",
+                "operation": "Converse",
+                "modelId": model_id,
+                "requestMetadata": {"app": app},
+                "input": {
+                    "inputContentType": "application/json",
+                    "inputBodyJson": {"messages": [{"role": "user", "content": [{"text": query}]}]},
+                    "inputTokenCount": 12,
+                },
+            }
+        )
+
+    lines = [logged(q, router_model, "search") for q in queries]
+    lines += [logged("not ours", "amazon.nova-lite-v1:0", "search")]
+    lines += [logged("other app", router_model, "chat")]
+    key = "AWSLogs/123456789012/BedrockModelInvocationLogs/us-east-1/2026/11/30/10/log.json.gz"
+    client = boto3.client("s3", region_name="us-east-1")
+    client.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress("\n".join(lines).encode()))
+
+    summary = distill_router(
+        **{
+            **PARAMS,
+            "traffic": f"bedrock-logs:s3://{BUCKET}/AWSLogs/",
+            "traffic_model_id": "custom-model-deployment/router-prod",
+            "traffic_request_metadata": {"app": "search"},
+            "traffic_holdout_share": 0.2,
+        }
+    )
+    assert summary.traffic is not None
+    assert summary.traffic.read == len(queries)
+    assert summary.traffic.teacher_calls == len(queries)
+    labelled = [
+        c["messages"][0]["content"][0]["text"]
+        for c in aws.calls_to("converse")
+        if c["modelId"] == "us.amazon.nova-premier-v1:0" and "temperature" in c["inferenceConfig"]
+    ]
+    # The teacher got each logged query, quoted as data.
+    assert all(any(json.dumps(q) in text for text in labelled) for q in queries)
+    assert not any("not ours" in text or "other app" in text for text in labelled)

@@ -338,7 +338,9 @@ def test_monitor_drift_event_starts_the_retraining_deployment(stack: Stack) -> N
                 "/flow_runs/filter",
                 json={"flow_runs": {"deployment_id": {"any_": [retraining["id"]]}}},
             ).json()
-        return [r for r in runs if r["parameters"].get("triggered_by") == "automation: router.drift"]
+        return [
+            r for r in runs if r["parameters"].get("triggered_by") == "automation: router.drift"
+        ]
 
     stack.wait_until("the retraining run started by router.drift", lambda: bool(drift_runs()), 90)
     [run] = drift_runs()
