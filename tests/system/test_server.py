@@ -101,7 +101,7 @@ def _api(stack: Stack) -> httpx.Client:
 
 
 def _deployment(client: httpx.Client, name: str) -> dict[str, Any]:
-    response = client.get(f"/deployments/name/distill-router/{name}")
+    response = client.get(f"/deployments/name/{FLOW_OF.get(name, 'distill-router')}/{name}")
     response.raise_for_status()
     return dict(response.json())
 
