@@ -63,7 +63,11 @@ PARAM_FIELDS: dict[str, str] = {
     "batches": "2",
     "poll_interval_seconds": "0",
 }
-GATE_FIELDS: dict[str, str] = {"Min Top Signal Accuracy": "0.3", "Min Mean Rubric": "1.5"}
+GATE_FIELDS: dict[str, str] = {
+    "Min Top Signal Accuracy": "0.3",
+    "Min Mean Rubric": "1.5",
+    "Min Golden Top1": "0.3",
+}
 EXPECTED_PARAMS: dict[str, Any] = {
     "taxonomy": "news_archives",
     "router_name": ROUTER_NAME,
@@ -73,7 +77,11 @@ EXPECTED_PARAMS: dict[str, Any] = {
     "batches": 2,
     "poll_interval_seconds": 0,
 }
-EXPECTED_GATE: dict[str, float] = {"min_top_signal_accuracy": 0.3, "min_mean_rubric": 1.5}
+EXPECTED_GATE: dict[str, float] = {
+    "min_top_signal_accuracy": 0.3,
+    "min_mean_rubric": 1.5,
+    "min_golden_top1": 0.3,
+}
 
 SCREENSHOT_ATTEMPTS = 5
 MIN_TABLE_COLOURS = 16  # a blank area is 1 colour; rendered text gives some 80 to 300
