@@ -6,7 +6,13 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from intent_router.report import RunSummary, artifact_key, evaluation_table, markdown_table
+from intent_router.report import (
+    RunSummary,
+    artifact_key,
+    evaluation_table,
+    golden_slice_table,
+    markdown_table,
+)
 
 
 def publish_run_artifacts(summary: RunSummary, dedupe_report: Any) -> None:
@@ -21,8 +27,15 @@ def publish_run_artifacts(summary: RunSummary, dedupe_report: Any) -> None:
     create_table_artifact(
         key=artifact_key("evaluation", router),
         table=table,
-        description=f"Candidate and baselines on the holdout, router {router} (reference: teacher)",
+        description=f"Candidate and baselines, router {router}: synthetic holdout, novel "
+        "vocabulary and traffic slice (reference: teacher); golden set (human labels)",
     )
+    if golden := golden_slice_table(summary.evaluations):
+        create_table_artifact(
+            key=artifact_key("golden", router),
+            table=golden,
+            description=f"Golden set of router {router}: recall per signal, strict top-1 per tag",
+        )
     checks = "\n".join(
         f"- {'PASS' if c['passed'] else 'FAIL'} {c['detail']}" for c in summary.gate["checks"]
     )

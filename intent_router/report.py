@@ -188,6 +188,7 @@ def render_text(summary: RunSummary) -> str:
         "Evaluation (synthetic, novel-vocabulary and traffic: agreement with the teacher; "
         "golden: human labels)",
         _indent(format_table(evaluation_table(summary.evaluations))),
+        *_golden_slices(summary.evaluations),
         "",
         "Top-signal confusion of the candidate (rows: teacher, columns: candidate)",
         _indent(_confusion(summary)),
@@ -201,6 +202,37 @@ def render_text(summary: RunSummary) -> str:
             "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items())
         )
     return "\n".join(lines)
+
+
+def golden_slice_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
+    """Per model: golden strict top-1 per tag and recall per expected top signal."""
+    table = []
+    for row in rows:
+        golden = row.golden
+        if golden is None:
+            continue
+        table.append(
+            {
+                "model": golden.model,
+                **{f"recall_{k}": round(v, 3) for k, v in golden.recall_per_signal.items()},
+                **{
+                    f"{tag} (n={s.n})": round(s.strict_top1, 3)
+                    for tag, s in sorted(golden.slices.items())
+                },
+            }
+        )
+    return table
+
+
+def _golden_slices(rows: list[EvaluationRow]) -> list[str]:
+    table = golden_slice_table(rows)
+    if not table:
+        return []
+    return [
+        "",
+        "Golden set by signal (recall) and by tag (strict top-1)",
+        _indent(format_table(table)),
+    ]
 
 
 def _traffic_lines(traffic: TrafficSummary | None) -> list[str]:

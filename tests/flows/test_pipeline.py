@@ -65,7 +65,7 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     ]
     train_queries = [json.loads(line)["messages"][0]["content"][0]["text"] for line in train_lines]
     assert leaked_pairs(train_queries, holdout, threshold=params.near_duplicate_threshold) == []
-    for kind in ("dataset-summary", "evaluation", "promotion-report", "training-dataset"):
+    for kind in ("dataset-summary", "evaluation", "golden", "promotion-report", "training-dataset"):
         assert Artifact.get(f"{kind}-default") is not None, kind
         assert Artifact.get(kind) is None, f"{kind} is not keyed per router"
     assert first.dataset.cached_batches == 0
