@@ -22,9 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from intent_router.errors import RouterOutputError, UserInputError
-from intent_router.metrics import UNPARSEABLE, top_signal, top_signals, wilson_interval
-from intent_router.schema import RoutingDecision, parse_routing_output
+from intent_router.errors import UserInputError
+from intent_router.metrics import (
+    UNPARSEABLE,
+    parse_outputs,
+    top_signal,
+    top_signals,
+    wilson_interval,
+)
 from intent_router.text import check_query
 
 MAX_GOLDEN_BYTES = 20_000_000
@@ -510,12 +515,7 @@ def score_golden(
         raise ValueError(f"{len(outputs)} outputs for {len(items)} golden items")
     if not items:
         raise ValueError("cannot score an empty golden set")
-    decisions: list[RoutingDecision | None] = []
-    for text in outputs:
-        try:
-            decisions.append(parse_routing_output(text, signals))
-        except RouterOutputError:
-            decisions.append(None)
+    decisions = parse_outputs(outputs, signals)
     predicted = [top_signal(d.weights, signals) if d else UNPARSEABLE for d in decisions]
     strict = [p == item.top for p, item in zip(predicted, items, strict=True)]
     lenient = [p in item.accepted for p, item in zip(predicted, items, strict=True)]

@@ -58,6 +58,17 @@ def rubric_score(
     return 2
 
 
+def parse_outputs(outputs: Sequence[str], signals: Sequence[str]) -> list[RoutingDecision | None]:
+    """Each raw model answer as a decision, or None when it does not parse."""
+    decisions: list[RoutingDecision | None] = []
+    for text in outputs:
+        try:
+            decisions.append(parse_routing_output(text, signals))
+        except RouterOutputError:
+            decisions.append(None)
+    return decisions
+
+
 def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if total == 0:
@@ -111,12 +122,7 @@ def evaluate_outputs(
         raise ValueError("references, outputs, latencies and token counts differ in length")
     if n == 0:
         raise ValueError("cannot evaluate on an empty set")
-    decisions: list[RoutingDecision | None] = []
-    for text in outputs:
-        try:
-            decisions.append(parse_routing_output(text, signals))
-        except RouterOutputError:
-            decisions.append(None)
+    decisions = parse_outputs(outputs, signals)
     parsed = [(r, d) for r, d in zip(references, decisions, strict=True) if d is not None]
     correct = sum(1 for r, d in parsed if agrees(r, d.weights, signals))
     abs_errors = {s: [abs(d.weights[s] - r[s]) for r, d in parsed] for s in signals}

@@ -39,6 +39,29 @@ def check_taxonomy_ref(value: str) -> str:
 # it too: the flow takes each field as a top-level parameter.
 TaxonomyRef = Annotated[str, AfterValidator(check_taxonomy_ref)]
 
+# Where real queries come from: shared by the distill and monitor flows' parameters.
+TrafficRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=1024,
+        description="Real queries: 'default' (the built-in taxonomy's sample search log, if it "
+        "ships one), 'none', a file or folder (JSONL, CSV, text; .gz allowed), "
+        "s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix (model-invocation logs).",
+    ),
+]
+InvocationLogModel = Annotated[
+    str | None,
+    Field(
+        max_length=2048,
+        description="Invocation logs: keep only requests to this model id (or ARN suffix).",
+    ),
+]
+InvocationLogMetadata = Annotated[
+    dict[str, str],
+    Field(description="Invocation logs: keep only requests whose requestMetadata has these pairs."),
+]
+
 
 class DistillParams(BaseModel):
     """Distill the teacher into a student router and promote it if it routes well enough."""
@@ -121,23 +144,9 @@ class DistillParams(BaseModel):
         default=False,
         description="Refuse to run, before any paid step, when the router has no golden set.",
     )
-    traffic: str = Field(
-        default="default",
-        min_length=1,
-        max_length=1024,
-        description="Real queries to learn from: 'default' (the taxonomy's sample search log, "
-        "if it ships one), 'none', a file or folder (JSONL, CSV, text; .gz allowed), "
-        "s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix (model-invocation logs).",
-    )
-    traffic_model_id: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="Invocation logs: keep only requests to this model id (or ARN suffix).",
-    )
-    traffic_request_metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description="Invocation logs: keep only requests whose requestMetadata has these pairs.",
-    )
+    traffic: TrafficRef = "default"
+    traffic_model_id: InvocationLogModel = None
+    traffic_request_metadata: InvocationLogMetadata = Field(default_factory=dict)
     traffic_share: float = Field(
         default=0.5,
         ge=0,
@@ -231,20 +240,9 @@ class MonitorParams(BaseModel):
         pattern=ROUTER_NAME_PATTERN,
         description="Router to monitor (default: the taxonomy name).",
     )
-    traffic: str = Field(
-        default="default",
-        min_length=1,
-        max_length=1024,
-        description="Traffic to sample: 'default' (the built-in sample log), a file or folder, "
-        "s3://bucket/prefix, or bedrock-logs:s3://bucket/prefix.",
-    )
-    traffic_model_id: str | None = Field(
-        default=None, max_length=2048, description="Invocation logs: keep only this model id."
-    )
-    traffic_request_metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description="Invocation logs: keep only requests whose requestMetadata has these pairs.",
-    )
+    traffic: TrafficRef = "default"
+    traffic_model_id: InvocationLogModel = None
+    traffic_request_metadata: InvocationLogMetadata = Field(default_factory=dict)
     sample_size: int = Field(
         strict=True,
         default=200,

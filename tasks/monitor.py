@@ -7,19 +7,20 @@ import json
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import ModelTarget
 from intent_router.drift import DriftCheck, top_signal_mix, vocabulary
 from intent_router.errors import CorruptStateError, RouterOutputError
+from intent_router.metrics import parse_outputs
 from intent_router.preflight import CostEstimate, check_budget
 from intent_router.registry import ChampionRecord
 from intent_router.report import artifact_key, markdown_table
 from intent_router.schema import parse_routing_output
 from intent_router.taxonomy import Taxonomy
 from tasks.distill import BACKOFF, JITTER, RETRIES
+from tasks.events import emit_router_event
 from tasks.runtime import Runtime, retry_if_transient
 
 DRIFT_EVENT = "router.drift"
@@ -86,13 +87,8 @@ def route_sample(
 ) -> list[dict[str, float] | None]:
     """The champion's weights for each sampled query (None: unparseable answer)."""
     calls = runtime.backend_client().invoke(target, queries, taxonomy)
-    out: list[dict[str, float] | None] = []
-    for call in calls:
-        try:
-            out.append(parse_routing_output(call.text, taxonomy.signal_names).weights)
-        except RouterOutputError:
-            out.append(None)
-    return out
+    decisions = parse_outputs([c.text for c in calls], taxonomy.signal_names)
+    return [d.weights if d else None for d in decisions]
 
 
 @task(name="check-monitor-budget")
@@ -174,21 +170,11 @@ def publish_drift(check: DriftCheck, history: list[DriftCheck]) -> None:
 @task(name="emit-drift")
 def emit_drift(check: DriftCheck, run_id: str) -> None:
     """Emit router.drift so an automation can start a retraining run."""
-    emit_event(
-        event=DRIFT_EVENT,
-        resource={
-            "prefect.resource.id": f"router.{check.router}",
-            "prefect.resource.name": check.router,
-        },
-        related=[
-            {
-                "prefect.resource.id": f"prefect.flow-run.{run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        ]
-        if run_id != "local"
-        else None,
-        payload={
+    emit_router_event(
+        DRIFT_EVENT,
+        check.router,
+        run_id,
+        {
             "router": check.router,
             "champion_model_id": check.champion_model_id,
             "agreement": check.agreement,

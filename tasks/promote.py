@@ -6,11 +6,11 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
-from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from intent_router.registry import ChampionRecord, ChampionRegistry, LedgerEntry
 from intent_router.report import artifact_key
+from tasks.events import emit_router_event
 from tasks.runtime import Runtime
 
 PROMOTED_EVENT = "router.promoted"
@@ -76,21 +76,11 @@ def announce(
     """Emit router.promoted, or router.rejected (also for a blocked candidate), so automations
     can react."""
     event = PROMOTED_EVENT if outcome == "promoted" else REJECTED_EVENT
-    emit_event(
-        event=event,
-        resource={
-            "prefect.resource.id": f"router.{router}",
-            "prefect.resource.name": router,
-        },
-        related=[
-            {
-                "prefect.resource.id": f"prefect.flow-run.{run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        ]
-        if run_id != "local"
-        else None,
-        payload={
+    emit_router_event(
+        event,
+        router,
+        run_id,
+        {
             "outcome": outcome,  # promoted, rejected or blocked
             "router": router,
             "run_id": run_id,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prefect.artifacts import Artifact
 
-import tasks.monitor
+import tasks.events
 from flows.distill import distill_router
 from flows.monitor import monitor_router
 from intent_router.errors import UserInputError
@@ -56,7 +56,7 @@ def log(path: Path, queries: list[str], day: int) -> Path:
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     emitted: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.monitor, "emit_event", lambda **kw: emitted.append(kw))
+    monkeypatch.setattr(tasks.events, "emit_event", lambda **kw: emitted.append(kw))
     return emitted
 
 

@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 import flows.fanout as fanout
-import tasks.promote as promote
+import tasks.events as events_module
 from flows.distill import distill_router
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
@@ -34,13 +34,13 @@ class Events:
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> Events:
     recorded = Events()
-    original = promote.emit_event
+    original = events_module.emit_event
 
     def recording(**kwargs: Any) -> Any:
         recorded.emitted.append(kwargs)
         return original(**kwargs)
 
-    monkeypatch.setattr(promote, "emit_event", recording)
+    monkeypatch.setattr(events_module, "emit_event", recording)
     return recorded
 
 
