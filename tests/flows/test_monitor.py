@@ -55,8 +55,14 @@ def log(path: Path, queries: list[str], day: int) -> Path:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The router.drift events emitted (promotions of the setup runs are left out)."""
     emitted: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.events, "emit_event", lambda **kw: emitted.append(kw))
+
+    def record(**event: Any) -> None:
+        if event["event"] == "router.drift":
+            emitted.append(event)
+
+    monkeypatch.setattr(tasks.events, "emit_event", record)
     return emitted
 
 
