@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from flows.monitor import monitor_router
+from intent_router.errors import UserInputError
+from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
+from intent_router.storage import DirectoryStore
+from intent_router.student import HashedNgramStudent
 from router_distill.cli import main
 from tests.unit.test_cli_input import champion, error_lines, no_flow  # noqa: F401 - fixtures
+
+ODD = ("colour", "sound")
 
 
 @pytest.mark.parametrize(
@@ -85,3 +92,52 @@ def test_eval_with_another_golden_file_and_errors(
     assert main(["eval", "--golden", str(tmp_path / "missing.jsonl")]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert "missing.jsonl" in line
+
+
+@pytest.fixture
+def other_champion(router_home: Path) -> str:
+    """A champion of router 'odd' trained on a taxonomy with other signals than 'default'."""
+    store = DirectoryStore(router_home / "store")
+    store.write("models/odd/student.npz", HashedNgramStudent(ODD, n_buckets=256).to_bytes())
+    ChampionRegistry(store, "odd").promote(
+        ChampionRecord(
+            router="odd",
+            model_id="local-model/odd",
+            deployment_id="dep-odd",
+            run_id="run-odd",
+            taxonomy="odd",
+            signals=ODD,
+            metrics={},
+            promoted_at=now_iso(),
+        )
+    )
+    return "local-model/odd"
+
+
+def test_eval_refuses_a_taxonomy_whose_signals_the_champion_was_not_trained_on(
+    router_home: Path,
+    other_champion: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Scoring it anyway gives parse rate 0 and exit 0: a silent, meaningless result.
+    assert main(["eval", "--router", "odd", "--taxonomy", "default"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert other_champion in line and "colour, sound" in line and "'default'" in line
+
+
+def test_the_monitor_refuses_a_taxonomy_whose_signals_the_champion_was_not_trained_on(
+    router_home: Path, other_champion: str
+) -> None:
+    # Otherwise agreement is 0 and the monitor emits a false router.drift (a retraining).
+    with pytest.raises(UserInputError, match="colour, sound"):
+        monitor_router.fn(router_name="odd", taxonomy="default")
+
+
+def test_eval_with_golden_none_says_so(
+    router_home: Path,
+    champion: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["eval", "--golden", "none"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "--golden none" in line and "require_golden" not in line
