@@ -14,6 +14,7 @@ from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eva
 from router_distill.golden_cli import add_golden_parser, golden_check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 # Prefect's ephemeral API can take over 20 s to start on a fresh machine (its default timeout).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -360,6 +361,14 @@ def _run(args: argparse.Namespace) -> int:
         _error(str(error))
         _write_failure(args.report_json, error)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: labels and batches paid so far are already cached
+        print(
+            "run interrupted: the teacher labels paid for so far are cached; run again to "
+            "resume without paying for them twice",
+            file=sys.stderr,
+        )
+        _write_failure(args.report_json, KeyboardInterrupt("interrupted"), outcome="interrupted")
+        return EXIT_INTERRUPTED
     except CancelledRun as error:  # e.g. the approval was declined or timed out
         print(f"run cancelled: {error}", file=sys.stderr)
         _write_failure(args.report_json, error, outcome="cancelled")

@@ -181,6 +181,9 @@ def run_monitor(args: argparse.Namespace) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("monitor interrupted: teacher labels paid for so far are cached", file=sys.stderr)
+        return 130
     if check is None:
         print("no new traffic since the last check")
         return EXIT_OK

@@ -4,6 +4,8 @@ scores the champion and the teacher on a golden set."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,24 @@ def test_eval_with_golden_none_says_so(
     assert main(["eval", "--golden", "none"]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert "--golden none" in line and "require_golden" not in line
+
+
+def test_ctrl_c_during_a_run_is_one_message_and_a_failure_report(
+    router_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def distill_router(**parameters: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(
+        sys.modules, "flows.distill", types.SimpleNamespace(distill_router=distill_router)
+    )
+    report = tmp_path / "report.json"
+    argv = ["run", "--train-count", "300", "--traffic", "none", "--report-json", str(report)]
+    # Before: a KeyboardInterrupt traceback and no report.
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "run interrupted" in err and "cached" in err
+    assert json.loads(report.read_text("utf-8"))["outcome"] == "interrupted"
