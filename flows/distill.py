@@ -237,7 +237,7 @@ def gather_traffic(run: Run) -> Traffic | None:
     summary = TrafficSummary(
         source=source.location,
         read=len(raw.queries),
-        skipped_lines=report.non_utf8 + report.unparseable + report.empty,
+        skipped_lines=report.non_utf8 + report.too_long + report.unparseable + report.empty,
         kept=len(cleaned.queries),
         cleaning=dict(cleaned.counts),
         new_since_last_run=len(new_since(cleaned.queries, watermark)),
