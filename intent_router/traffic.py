@@ -44,6 +44,8 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".log")
 _SUFFIX_LIST = "/".join(SUFFIXES)
 LOG_SUFFIXES = (".json", ".jsonl")
 """Objects read under an invocation-log prefix (each also as .gz)."""
+TRAIN_CONSUMER = "train"
+"""The distill flow's watermark consumer (the drift monitor keeps its own)."""
 MAX_ATTEMPTS = 25
 """Compare-and-swap attempts per label-cache shard before ConcurrentUpdateError."""
 NUM_PERM = 64

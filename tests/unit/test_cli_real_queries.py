@@ -164,3 +164,21 @@ def test_ctrl_c_during_a_run_is_one_message_and_a_failure_report(
     err = capsys.readouterr().err
     assert "Traceback" not in err and "run interrupted" in err and "cached" in err
     assert json.loads(report.read_text("utf-8"))["outcome"] == "interrupted"
+
+
+def test_a_corrupt_traffic_watermark_is_named_before_the_flow_starts(
+    router_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+) -> None:
+    store = DirectoryStore(router_home / "store")
+    store.write("routers/default/traffic-watermark-train.json", b"garbage{")
+    # Before: Prefect started, the flow failed in its first stage and logged a traceback.
+    assert main(["run", "--train-count", "300"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "routers/default/traffic-watermark-train.json is corrupt" in line
+    assert not no_flow
+    # Without traffic the watermark is not read: it does not block the run.
+    assert main(["run", "--train-count", "300", "--traffic", "none"]) == 1  # the fake flow
+    err = capsys.readouterr().err
+    assert "run failed" in err and "corrupt" not in err
