@@ -328,6 +328,10 @@ def _check_real_queries(params: Any, taxonomy: Any) -> bool:
         model_id=params.traffic_model_id,
         request_metadata=params.traffic_request_metadata,
     )
+    if source.kind == "file":  # junk, a corrupt .gz, nothing usable: one line, no Prefect
+        from intent_router.traffic import read_local_traffic
+
+        read_local_traffic(source.location)
     return source.kind != "none"
 
 

@@ -182,3 +182,28 @@ def test_a_corrupt_traffic_watermark_is_named_before_the_flow_starts(
     assert main(["run", "--train-count", "300", "--traffic", "none"]) == 1  # the fake flow
     err = capsys.readouterr().err
     assert "run failed" in err and "corrupt" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("junk.jsonl", b'garbage\n{"nope": 1}\n', "yields no usable query (1 file, 2 lines"),
+        ("corrupt.jsonl.gz", b"not gzip at all", "is not valid gzip"),
+    ],
+)
+def test_unusable_local_traffic_is_one_line_before_the_flow_starts(
+    router_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+    name: str,
+    content: bytes,
+    message: str,
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(content)
+    # Before: Prefect started and the read-traffic task failed with a logged traceback.
+    assert main(["run", "--train-count", "300", "--traffic", str(source)]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert str(source) in line and message in line
+    assert not no_flow
