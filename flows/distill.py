@@ -51,7 +51,13 @@ from intent_router.registry import (
 )
 from intent_router.report import EvaluationRow, RunSummary, TrafficSummary, artifact_key
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names, resolve_taxonomy
-from intent_router.traffic import TrafficQuery, TrafficSource, Watermark, new_since
+from intent_router.traffic import (
+    TRAIN_CONSUMER,
+    TrafficQuery,
+    TrafficSource,
+    Watermark,
+    new_since,
+)
 from tasks.dataset import (
     DatasetRef,
     SplitOutput,
@@ -81,8 +87,6 @@ from tasks.traffic import (
     read_traffic,
     unlabelled,
 )
-
-TRAIN_CONSUMER = "train"  # the distill flow's traffic watermark (the monitor keeps its own)
 
 T = TypeVar("T")
 
@@ -237,7 +241,7 @@ def gather_traffic(run: Run) -> Traffic | None:
     summary = TrafficSummary(
         source=source.location,
         read=len(raw.queries),
-        skipped_lines=report.non_utf8 + report.unparseable + report.empty,
+        skipped_lines=report.non_utf8 + report.too_long + report.unparseable + report.empty,
         kept=len(cleaned.queries),
         cleaning=dict(cleaned.counts),
         new_since_last_run=len(new_since(cleaned.queries, watermark)),

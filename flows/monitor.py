@@ -13,7 +13,7 @@ from flows.distill import opaque
 from flows.parameters import parameters_of
 from intent_router.drift import DriftCheck, assess
 from intent_router.errors import UserInputError
-from intent_router.inputs import resolve_traffic
+from intent_router.inputs import check_champion_taxonomy, resolve_traffic
 from intent_router.params import MonitorParams
 from intent_router.preflight import estimate_monitor_cost
 from intent_router.registry import ChampionRegistry
@@ -52,6 +52,7 @@ def monitor_router(**parameters: Any) -> DriftCheck | None:
     champion = ChampionRegistry(runtime.store(), router).current()
     if champion is None:
         raise UserInputError(f"router {router!r} has no champion to monitor")
+    check_champion_taxonomy(champion, taxonomy)
     source = resolve_traffic(
         params.traffic,
         taxonomy,

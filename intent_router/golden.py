@@ -186,8 +186,13 @@ class _Checker:
                 continue
             number = _as_number(value[signal])
             if number is None:
-                shown = type(value[signal]).__name__
-                self.problem(line, f"weight {signal!r} is {shown}, not a number", "weights")
+                raw = value[signal]
+                shown = (
+                    f"= {raw} (not finite)"
+                    if isinstance(raw, float)
+                    else f"is {type(raw).__name__}, not a number"
+                )
+                self.problem(line, f"weight {signal!r} {shown}", "weights")
             elif not 0.0 <= number <= 1.0:
                 self.problem(line, f"weight {signal!r} = {number} is outside 0..1", "weights")
             else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from intent_router.errors import UserInputError
 from intent_router.golden import GoldenSet, load_golden
+from intent_router.registry import ChampionRecord
 from intent_router.taxonomy import Taxonomy
 from intent_router.traffic import TrafficSource, parse_traffic_source
 
@@ -36,6 +37,19 @@ def resolve_golden(golden: str | None, taxonomy: Taxonomy, *, required: bool) ->
             )
         return None
     return load_golden(ref, taxonomy.signal_names)
+
+
+def check_champion_taxonomy(champion: ChampionRecord, taxonomy: Taxonomy) -> None:
+    """Refuse to score a champion against a taxonomy whose signals it was not trained on: every
+    answer would be unparseable, a score of 0 (and, for the monitor, a false drift alarm)."""
+    if set(champion.signals) == set(taxonomy.signal_names):
+        return
+    raise UserInputError(
+        f"champion {champion.model_id} of router {champion.router!r} was trained on taxonomy "
+        f"{champion.taxonomy!r} (signals {', '.join(champion.signals)}), not on taxonomy "
+        f"{taxonomy.name!r} (signals {', '.join(taxonomy.signal_names)}): pass --taxonomy with "
+        "the champion's taxonomy"
+    )
 
 
 def builtin_traffic_path(taxonomy_name: str) -> Path | None:

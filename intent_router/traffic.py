@@ -44,9 +44,13 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".log")
 _SUFFIX_LIST = "/".join(SUFFIXES)
 LOG_SUFFIXES = (".json", ".jsonl")
 """Objects read under an invocation-log prefix (each also as .gz)."""
+TRAIN_CONSUMER = "train"
+"""The distill flow's watermark consumer (the drift monitor keeps its own)."""
 MAX_ATTEMPTS = 25
 """Compare-and-swap attempts per label-cache shard before ConcurrentUpdateError."""
 NUM_PERM = 64
+MAX_LINE_BYTES = 1_000_000
+"""A longer line (no query is that long) is counted as too long and skipped, never held whole."""
 _CONSUMER = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TEXT_OPERATIONS = frozenset(
@@ -99,6 +103,7 @@ class ReadReport(BaseModel):
     files: int = Field(default=0, description="Files or objects read.")
     lines: int = Field(default=0, description="Lines read (records, for invocation logs).")
     non_utf8: int = 0
+    too_long: int = Field(default=0, description="Lines over MAX_LINE_BYTES, skipped unread.")
     unparseable: int = Field(default=0, description="Lines that are not a record with a query.")
     empty: int = Field(default=0, description="Blank lines and records with a blank query.")
     skipped_records: int = Field(
@@ -114,6 +119,7 @@ class ReadReport(BaseModel):
             f"{count} {label}"
             for count, label in (
                 (self.non_utf8, "non-UTF-8"),
+                (self.too_long, "too long"),
                 (self.unparseable, "unparseable"),
                 (self.empty, "empty"),
                 (self.skipped_records, "skipped records"),
@@ -136,6 +142,7 @@ class _Tally:
     files: int = 0
     lines: int = 0
     non_utf8: int = 0
+    too_long: int = 0
     unparseable: int = 0
     empty: int = 0
     ignored_files: int = 0
@@ -150,6 +157,7 @@ class _Tally:
             files=self.files,
             lines=self.lines,
             non_utf8=self.non_utf8,
+            too_long=self.too_long,
             unparseable=self.unparseable,
             empty=self.empty,
             skipped_records=sum(self.skips.values()),
@@ -249,25 +257,38 @@ def _readable(name: str, suffixes: tuple[str, ...] = SUFFIXES) -> bool:
     return name.lower().removesuffix(".gz").endswith(suffixes)
 
 
-def _raw_lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
-    """Lines without their line ending; gzip is undone for names ending .gz."""
-    if not name.lower().endswith(".gz"):
-        for raw in stream:
+def _bounded_lines(stream: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
+    """Lines without their line ending; None for a line over MAX_LINE_BYTES (read past in
+    bounded pieces, so one huge line never sits in memory)."""
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(MAX_LINE_BYTES + 1)
+            yield None
+        else:
             yield raw.rstrip(b"\r\n")
+
+
+def _raw_lines(stream: IO[bytes], name: str) -> Iterator[bytes | None]:
+    """Lines without their line ending (None: too long); gzip is undone for names ending .gz."""
+    if not name.lower().endswith(".gz"):
+        yield from _bounded_lines(stream)
         return
     try:
         with gzip.GzipFile(fileobj=stream) as unzipped:
-            for raw in unzipped:
-                yield raw.rstrip(b"\r\n")
+            yield from _bounded_lines(unzipped)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise TrafficSourceError(f"traffic file {name} is not valid gzip: {reason}") from None
 
 
-def _decoded(lines: Iterable[bytes], tally: _Tally) -> Iterator[tuple[int, str]]:
+def _decoded(lines: Iterable[bytes | None], tally: _Tally) -> Iterator[tuple[int, str]]:
     """(line number, text) of every UTF-8 line; the others are counted and skipped."""
     for number, raw in enumerate(lines, start=1):
         tally.lines += 1
+        if raw is None:
+            tally.too_long += 1
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eva
 from router_distill.golden_cli import add_golden_parser, golden_check
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 # Prefect's ephemeral API can take over 20 s to start on a fresh machine (its default timeout).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -286,10 +287,11 @@ def run_params(args: argparse.Namespace) -> Any:
         raise UserInputError(_validation_message(error)) from None
 
 
-def _check_local_storage(router: str) -> None:
+def _check_local_storage(router: str, *, traffic: bool) -> None:
     """The embedded default's storage under ROUTER_DISTILL_HOME must be writable, and the
-    router's champion pointer, ledger and champion model readable (the flow checks the same
-    in its first task; here it costs no Prefect start and prints no traceback)."""
+    router's champion pointer, ledger, champion model and (with traffic) traffic watermark
+    readable (the flow checks the same at its start; here it costs no Prefect start and prints
+    no traceback)."""
     from intent_router.backends.local import LocalBackend
     from intent_router.errors import UserInputError
     from intent_router.preflight import check_run_state
@@ -305,15 +307,20 @@ def _check_local_storage(router: str) -> None:
     check_writable(DirectoryStore(root / "results"))
     store = DirectoryStore(root / "store")
     check_run_state(store, router, LocalBackend(store).check_model)
+    if traffic:
+        from intent_router.traffic import TRAIN_CONSUMER, read_watermark
+
+        read_watermark(store, router, TRAIN_CONSUMER)  # CorruptStateError naming the file
 
 
-def _check_real_queries(params: Any, taxonomy: Any) -> None:
-    """The golden set and a local traffic source are read and checked before Prefect starts."""
+def _check_real_queries(params: Any, taxonomy: Any) -> bool:
+    """The golden set and a local traffic source are read and checked before Prefect starts;
+    True when the run reads traffic."""
     from intent_router.inputs import resolve_golden, resolve_traffic
     from intent_router.taxonomy import builtin_taxonomy_names
 
     resolve_golden(params.golden, taxonomy, required=params.require_golden)
-    resolve_traffic(
+    source = resolve_traffic(
         params.traffic,
         taxonomy,
         builtin_taxonomy=params.taxonomy_definition is None
@@ -321,6 +328,11 @@ def _check_real_queries(params: Any, taxonomy: Any) -> None:
         model_id=params.traffic_model_id,
         request_metadata=params.traffic_request_metadata,
     )
+    if source.kind == "file":  # junk, a corrupt .gz, nothing usable: one line, no Prefect
+        from intent_router.traffic import read_local_traffic
+
+        read_local_traffic(source.location)
+    return source.kind != "none"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -330,14 +342,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         params = run_params(args)
         taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)  # fail fast
-        _check_real_queries(params, taxonomy)
+        traffic = _check_real_queries(params, taxonomy)
         if not args.dry_run and params.backend == "local":
             from intent_router.dataset import check_record_count
             from intent_router.pricing import LOCAL_LIMITS
 
             check_record_count(params.train_count, LOCAL_LIMITS)
         if not args.dry_run and params.storage_block is None and params.backend == "local":
-            _check_local_storage(params.router_name or taxonomy.name)  # before Prefect starts
+            router = params.router_name or taxonomy.name
+            _check_local_storage(router, traffic=traffic)  # before Prefect starts
     except UserInputError as error:
         _error(_one_line(str(error)))
         return EXIT_USAGE
@@ -360,6 +373,14 @@ def _run(args: argparse.Namespace) -> int:
         _error(str(error))
         _write_failure(args.report_json, error)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: labels and batches paid so far are already cached
+        print(
+            "run interrupted: the teacher labels paid for so far are cached; run again to "
+            "resume without paying for them twice",
+            file=sys.stderr,
+        )
+        _write_failure(args.report_json, KeyboardInterrupt("interrupted"), outcome="interrupted")
+        return EXIT_INTERRUPTED
     except CancelledRun as error:  # e.g. the approval was declined or timed out
         print(f"run cancelled: {error}", file=sys.stderr)
         _write_failure(args.report_json, error, outcome="cancelled")

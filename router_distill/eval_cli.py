@@ -82,7 +82,7 @@ def _rows(goldens: list[Any]) -> list[dict[str, Any]]:
 def run_eval(args: argparse.Namespace) -> int:
     from intent_router.errors import UserInputError
     from intent_router.evaluation import evaluate_target
-    from intent_router.inputs import resolve_golden
+    from intent_router.inputs import check_champion_taxonomy, golden_ref, resolve_golden
     from intent_router.registry import ChampionRegistry, check_router_name
     from intent_router.report import format_table
 
@@ -94,6 +94,14 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"error: no router has been promoted yet for '{args.router}'", file=sys.stderr)
             return EXIT_FAILED
         taxonomy = _taxonomy(args, champion.taxonomy)
+        check_champion_taxonomy(champion, taxonomy)
+        if golden_ref(args.golden, taxonomy) is None:
+            named = (
+                "--golden none names none"
+                if args.golden
+                else (f"taxonomy {taxonomy.name!r} names none")
+            )
+            raise UserInputError(f"eval needs a golden set and {named}: pass --golden PATH")
         golden = resolve_golden(args.golden, taxonomy, required=True)
         assert golden is not None
         if backend.name == "local":  # in process: the model itself, deployed or not
@@ -173,6 +181,9 @@ def run_monitor(args: argparse.Namespace) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("monitor interrupted: teacher labels paid for so far are cached", file=sys.stderr)
+        return 130
     if check is None:
         print("no new traffic since the last check")
         return EXIT_OK

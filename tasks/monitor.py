@@ -105,12 +105,14 @@ def record_check(check: DriftCheck, runtime: Runtime) -> list[DriftCheck]:
     path = history_path(check.router)
     old = store.read(path) or b""
     history = []
-    for line in old.decode("utf-8", errors="replace").splitlines():
+    for number, line in enumerate(old.decode("utf-8", errors="replace").splitlines(), start=1):
         try:
             history.append(DriftCheck.model_validate_json(line))
         except ValueError:
-            get_run_logger().warning("skipped an unreadable line of %s", path)
+            get_run_logger().warning("skipped unreadable line %d of %s", number, path)
     history.append(check)
+    if old and not old.endswith(b"\n"):  # a cut-off last line: the check must not join it
+        old += b"\n"
     store.write(path, old + (check.model_dump_json() + "\n").encode())
     return history[-HISTORY_ROWS:]
 

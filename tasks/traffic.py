@@ -58,13 +58,14 @@ def read_traffic(source: TrafficSource, runtime: Runtime) -> RawTraffic:
     raw = read_source(source, s3_client=client)
     r = raw.report
     get_run_logger().info(
-        "read %d queries from %s (%d files, %d lines; skipped %d non-UTF-8, %d unparseable, "
-        "%d empty)",
+        "read %d queries from %s (%d files, %d lines; skipped %d non-UTF-8, %d too long, "
+        "%d unparseable, %d empty)",
         len(raw.queries),
         source.location,
         r.files,
         r.lines,
         r.non_utf8,
+        r.too_long,
         r.unparseable,
         r.empty,
     )

@@ -4,12 +4,21 @@ scores the champion and the teacher on a golden set."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from flows.monitor import monitor_router
+from intent_router.errors import UserInputError
+from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
+from intent_router.storage import DirectoryStore
+from intent_router.student import HashedNgramStudent
 from router_distill.cli import main
 from tests.unit.test_cli_input import champion, error_lines, no_flow  # noqa: F401 - fixtures
+
+ODD = ("colour", "sound")
 
 
 @pytest.mark.parametrize(
@@ -85,3 +94,116 @@ def test_eval_with_another_golden_file_and_errors(
     assert main(["eval", "--golden", str(tmp_path / "missing.jsonl")]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert "missing.jsonl" in line
+
+
+@pytest.fixture
+def other_champion(router_home: Path) -> str:
+    """A champion of router 'odd' trained on a taxonomy with other signals than 'default'."""
+    store = DirectoryStore(router_home / "store")
+    store.write("models/odd/student.npz", HashedNgramStudent(ODD, n_buckets=256).to_bytes())
+    ChampionRegistry(store, "odd").promote(
+        ChampionRecord(
+            router="odd",
+            model_id="local-model/odd",
+            deployment_id="dep-odd",
+            run_id="run-odd",
+            taxonomy="odd",
+            signals=ODD,
+            metrics={},
+            promoted_at=now_iso(),
+        )
+    )
+    return "local-model/odd"
+
+
+def test_eval_refuses_a_taxonomy_whose_signals_the_champion_was_not_trained_on(
+    router_home: Path,
+    other_champion: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Scoring it anyway gives parse rate 0 and exit 0: a silent, meaningless result.
+    assert main(["eval", "--router", "odd", "--taxonomy", "default"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert other_champion in line and "colour, sound" in line and "'default'" in line
+
+
+def test_the_monitor_refuses_a_taxonomy_whose_signals_the_champion_was_not_trained_on(
+    router_home: Path, other_champion: str
+) -> None:
+    # Otherwise agreement is 0 and the monitor emits a false router.drift (a retraining).
+    with pytest.raises(UserInputError, match="colour, sound"):
+        monitor_router.fn(router_name="odd", taxonomy="default")
+
+
+def test_eval_with_golden_none_says_so(
+    router_home: Path,
+    champion: str,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["eval", "--golden", "none"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "--golden none" in line and "require_golden" not in line
+
+
+def test_ctrl_c_during_a_run_is_one_message_and_a_failure_report(
+    router_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def distill_router(**parameters: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(
+        sys.modules, "flows.distill", types.SimpleNamespace(distill_router=distill_router)
+    )
+    report = tmp_path / "report.json"
+    argv = ["run", "--train-count", "300", "--traffic", "none", "--report-json", str(report)]
+    # Before: a KeyboardInterrupt traceback and no report.
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "run interrupted" in err and "cached" in err
+    assert json.loads(report.read_text("utf-8"))["outcome"] == "interrupted"
+
+
+def test_a_corrupt_traffic_watermark_is_named_before_the_flow_starts(
+    router_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+) -> None:
+    store = DirectoryStore(router_home / "store")
+    store.write("routers/default/traffic-watermark-train.json", b"garbage{")
+    # Before: Prefect started, the flow failed in its first stage and logged a traceback.
+    assert main(["run", "--train-count", "300"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "routers/default/traffic-watermark-train.json is corrupt" in line
+    assert not no_flow
+    # Without traffic the watermark is not read: it does not block the run.
+    assert main(["run", "--train-count", "300", "--traffic", "none"]) == 1  # the fake flow
+    err = capsys.readouterr().err
+    assert "run failed" in err and "corrupt" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("junk.jsonl", b'garbage\n{"nope": 1}\n', "yields no usable query (1 file, 2 lines"),
+        ("corrupt.jsonl.gz", b"not gzip at all", "is not valid gzip"),
+    ],
+)
+def test_unusable_local_traffic_is_one_line_before_the_flow_starts(
+    router_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_flow: list[object],  # noqa: F811
+    name: str,
+    content: bytes,
+    message: str,
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(content)
+    # Before: Prefect started and the read-traffic task failed with a logged traceback.
+    assert main(["run", "--train-count", "300", "--traffic", str(source)]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert str(source) in line and message in line
+    assert not no_flow

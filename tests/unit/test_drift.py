@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import types
+from pathlib import Path
+
+import pytest
+
+import tasks.monitor
 from intent_router.drift import (
+    DriftCheck,
     DriftThresholds,
     assess,
     mix_shift,
@@ -10,6 +18,7 @@ from intent_router.drift import (
     unseen_token_share,
     vocabulary,
 )
+from intent_router.storage import DirectoryStore
 
 SIGNALS = ("visual", "audio", "transcription", "metadata")
 
@@ -72,3 +81,31 @@ def test_assess_quiet_when_the_champion_agrees() -> None:
     assert check.agreement == 1.0
     assert check.mix_shift == 0.0
     assert not check.drifted
+
+
+def test_a_check_survives_a_cut_off_last_line_of_the_drift_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks.monitor, "get_run_logger", lambda: logging.getLogger("test"))
+    store = DirectoryStore(tmp_path)
+    runtime = types.SimpleNamespace(store=lambda: store)
+    store.write(tasks.monitor.history_path("default"), b'{"router": "default", "agree')
+
+    def check(model: str) -> DriftCheck:
+        return assess(
+            router="default",
+            champion_model_id=model,
+            new_queries=1,
+            queries=["drone shot"],
+            references=[w("visual")],
+            predicted=[w("visual")],
+            signals=SIGNALS,
+            training_tokens=None,
+            training_mix=None,
+            thresholds=DriftThresholds(),
+        )
+
+    tasks.monitor.record_check.fn(check("m1"), runtime)
+    history = tasks.monitor.record_check.fn(check("m2"), runtime)
+    # Appended straight after the cut-off line, m1 became part of it and was lost.
+    assert [h.champion_model_id for h in history] == ["m1", "m2"]

@@ -571,3 +571,14 @@ def test_cli_check_unknown_taxonomy_is_one_line(capsys: pytest.CaptureFixture[st
 
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "no built-in taxonomy named 'nope'" in err
+
+
+def test_an_infinite_weight_is_called_not_finite_not_a_float_that_is_not_a_number() -> None:
+    text = (
+        "query,top,weights\n"
+        'snow,visual,"{""visual"": 1e400, ""audio"": 0, ""transcription"": 0, ""metadata"": 0}"\n'
+    )
+    with pytest.raises(GoldenSetError) as caught:
+        parse_golden(text.encode(), "set.csv", SIGNALS)
+    [problem] = caught.value.problems
+    assert "weight 'visual' = inf (not finite)" in problem

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from intent_router import traffic
 from intent_router.backends.base import TeacherFingerprint
 from intent_router.errors import CorruptStateError, UserInputError
 from intent_router.storage import DirectoryStore
@@ -453,3 +454,22 @@ def test_label_cache_stores_queries_that_are_not_encodable_utf8(tmp_path: Path) 
         "lone \ud800 surrogate": LABEL,
         "東京 NEWS": LABEL,
     }
+
+
+@pytest.mark.parametrize("name", ["search.jsonl", "search.jsonl.gz"])
+def test_a_huge_line_is_counted_and_skipped_without_being_held_whole(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(traffic, "MAX_LINE_BYTES", 1_000)
+    huge = json.dumps({"query": "x" * 5_000})
+    lines = [json.dumps({"query": "rain on a tin roof"}), huge, json.dumps({"query": "owls"})]
+    data = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+
+    raw = read_local_traffic(path)
+
+    assert [q.query for q in raw.queries] == ["rain on a tin roof", "owls"]
+    assert [q.line for q in raw.queries] == [1, 3]
+    assert (raw.report.lines, raw.report.too_long) == (3, 1)
+    assert "1 too long" in raw.report.summary()
