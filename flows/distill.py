@@ -28,7 +28,7 @@ from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
 from intent_router.dataset import check_record_count
-from intent_router.evaluation import EvaluationResult, prior_target
+from intent_router.evaluation import TRAFFIC, EvaluationResult, prior_target
 from intent_router.gate import GoldenEvidence, decide
 from intent_router.golden import GoldenSet
 from intent_router.inputs import resolve_golden, resolve_traffic
@@ -56,6 +56,7 @@ from intent_router.traffic import (
     TrafficQuery,
     TrafficSource,
     Watermark,
+    advance_watermark,
     new_since,
 )
 from tasks.dataset import (
@@ -131,7 +132,8 @@ class Traffic:
     summary: TrafficSummary  # counts so far; labels and split are filled in later
     train: list[TrafficQuery]  # older traffic, capped to the traffic share of train_count
     holdout: list[TrafficQuery]  # the newest slice
-    newest: TrafficQuery | None
+    previous: Watermark | None  # where the router's last run stopped reading
+    new: list[TrafficQuery]  # what arrived since
 
 
 @dataclass
@@ -232,6 +234,7 @@ def gather_traffic(run: Run) -> Traffic | None:
     golden_queries = run.golden.queries if run.golden else []
     cleaned = clean(opaque(raw), golden_queries, params.mask_pii)
     watermark = last_watermark(run.router, TRAIN_CONSUMER, run.runtime)
+    new = new_since(cleaned.queries, watermark)
     train, holdout = split_traffic(
         list(cleaned.queries),
         holdout_share=params.traffic_holdout_share,
@@ -244,7 +247,7 @@ def gather_traffic(run: Run) -> Traffic | None:
         skipped_lines=report.non_utf8 + report.too_long + report.unparseable + report.empty,
         kept=len(cleaned.queries),
         cleaning=dict(cleaned.counts),
-        new_since_last_run=len(new_since(cleaned.queries, watermark)),
+        new_since_last_run=len(new),
         last_run_watermark=_watermark_text(watermark),
         teacher_calls=0,
         cached_labels=0,
@@ -252,12 +255,9 @@ def gather_traffic(run: Run) -> Traffic | None:
         train=len(train),
         holdout=len(holdout),
     )
-    newest = max(
-        (q for q in cleaned.queries if q.timestamp is not None),
-        key=lambda q: q.timestamp or 0,
-        default=None,
+    return Traffic(
+        source=source, summary=summary, train=train, holdout=holdout, previous=watermark, new=new
     )
-    return Traffic(source=source, summary=summary, train=train, holdout=holdout, newest=newest)
 
 
 def build_training_data(run: Run) -> TrainingData:
@@ -547,14 +547,8 @@ def _label_traffic(run: Run) -> TrafficLabels | None:
         run.backend.teacher_fingerprint(run.taxonomy),
         run.runtime,
     )
-    newest = run.traffic.newest
-    move_watermark(
-        run.router,
-        TRAIN_CONSUMER,
-        newest.timestamp if newest else None,
-        run.traffic.summary.kept,
-        run.runtime,
-    )
+    consumed = advance_watermark(TRAIN_CONSUMER, run.traffic.previous, run.traffic.new)
+    move_watermark(run.router, consumed, run.runtime)
     return labels
 
 
@@ -568,8 +562,8 @@ def _traffic_summary(
             "teacher_calls": labels.teacher_calls,
             "cached_labels": labels.cached,
             "invalid_labels": labels.invalid,
-            "train": sum(1 for r in split.train if r.vocabulary == "traffic"),
-            "holdout": sum(1 for r in split.holdout if r.vocabulary == "traffic"),
+            "train": sum(1 for r in split.train if r.vocabulary == TRAFFIC),
+            "holdout": sum(1 for r in split.holdout if r.vocabulary == TRAFFIC),
         }
     )
 

@@ -18,7 +18,7 @@ from intent_router.params import MonitorParams
 from intent_router.preflight import estimate_monitor_cost
 from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy_names, resolve_taxonomy
-from intent_router.traffic import new_since, sample_traffic
+from intent_router.traffic import MONITOR_CONSUMER, advance_watermark, new_since, sample_traffic
 from tasks.monitor import (
     check_monitor_budget,
     emit_drift,
@@ -29,8 +29,6 @@ from tasks.monitor import (
 )
 from tasks.runtime import Runtime
 from tasks.traffic import clean, label_traffic, last_watermark, move_watermark, read_traffic
-
-MONITOR_CONSUMER = "monitor"
 
 
 @flow(
@@ -101,8 +99,7 @@ def monitor_router(**parameters: Any) -> DriftCheck | None:
         thresholds=params.thresholds,
     )
     history = record_check(check, runtime)
-    newest = max((q.timestamp for q in new if q.timestamp is not None), default=None)
-    move_watermark(router, MONITOR_CONSUMER, newest, len(cleaned.queries), runtime)
+    move_watermark(router, advance_watermark(MONITOR_CONSUMER, watermark, new), runtime)
     publish_drift(check, history)
     if check.drifted:
         emit_drift(check, str(flow_run.get_id() or "local"))

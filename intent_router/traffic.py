@@ -44,7 +44,8 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".txt", ".log")
 _SUFFIX_LIST = "/".join(SUFFIXES)
 LOG_SUFFIXES = (".json", ".jsonl")
 """Objects read under an invocation-log prefix (each also as .gz)."""
-TRAIN_CONSUMER = "train"
+TRAIN_CONSUMER = "train"  # the distill flow's traffic watermark
+MONITOR_CONSUMER = "monitor"  # the drift monitor keeps its own watermark
 """The distill flow's watermark consumer (the drift monitor keeps its own)."""
 MAX_ATTEMPTS = 25
 """Compare-and-swap attempts per label-cache shard before ConcurrentUpdateError."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ConfigDict
@@ -164,14 +162,7 @@ def last_watermark(router: str, consumer: str, runtime: Runtime) -> Watermark | 
 
 
 @task(name="move-traffic-watermark")
-def move_watermark(
-    router: str, consumer: str, newest: datetime | None, seen: int, runtime: Runtime
-) -> None:
-    """Record the newest traffic timestamp consumed, so the next run knows what is new."""
-    from intent_router.registry import now_iso
-
-    write_watermark(
-        runtime.store(),
-        router,
-        Watermark(consumer=consumer, last_timestamp=newest, seen=seen, updated_at=now_iso()),
-    )
+def move_watermark(router: str, watermark: Watermark, runtime: Runtime) -> None:
+    """Record how far the consumer has read the router's traffic, so the next run knows what
+    is new."""
+    write_watermark(runtime.store(), router, watermark)
