@@ -50,7 +50,7 @@ from intent_router.registry import (
     rolled_back_models,
 )
 from intent_router.report import EvaluationRow, RunSummary, TrafficSummary, artifact_key
-from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names, resolve_taxonomy
+from intent_router.taxonomy import Taxonomy, resolve_taxonomy
 from intent_router.traffic import (
     TRAIN_CONSUMER,
     TrafficQuery,
@@ -220,14 +220,7 @@ def start(params: DistillParams) -> Run:
 def gather_traffic(run: Run) -> Traffic | None:
     """Read and clean the run's traffic, split off the newest slice; nothing is paid here."""
     params = run.params
-    source = resolve_traffic(
-        params.traffic,
-        run.taxonomy,
-        builtin_taxonomy=params.taxonomy_definition is None
-        and params.taxonomy in builtin_taxonomy_names(),
-        model_id=params.traffic_model_id,
-        request_metadata=params.traffic_request_metadata,
-    )
+    source = resolve_traffic(params, run.taxonomy)
     if source.kind == "none":
         return None
     raw = read_traffic(source, run.runtime)

@@ -17,7 +17,7 @@ from intent_router.inputs import check_champion_taxonomy, resolve_traffic
 from intent_router.params import MonitorParams
 from intent_router.preflight import estimate_monitor_cost
 from intent_router.registry import ChampionRegistry
-from intent_router.taxonomy import builtin_taxonomy_names, resolve_taxonomy
+from intent_router.taxonomy import resolve_taxonomy
 from intent_router.traffic import MONITOR_CONSUMER, advance_watermark, new_since, sample_traffic
 from tasks.monitor import (
     check_monitor_budget,
@@ -51,13 +51,7 @@ def monitor_router(**parameters: Any) -> DriftCheck | None:
     if champion is None:
         raise UserInputError(f"router {router!r} has no champion to monitor")
     check_champion_taxonomy(champion, taxonomy)
-    source = resolve_traffic(
-        params.traffic,
-        taxonomy,
-        builtin_taxonomy=params.taxonomy in builtin_taxonomy_names(),
-        model_id=params.traffic_model_id,
-        request_metadata=params.traffic_request_metadata,
-    )
+    source = resolve_traffic(params, taxonomy)
     if source.kind == "none":
         raise UserInputError(f"the monitor needs traffic; {params.traffic!r} names none")
 

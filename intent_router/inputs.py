@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from intent_router.errors import UserInputError
 from intent_router.golden import GoldenSet, load_golden
 from intent_router.registry import ChampionRecord
-from intent_router.taxonomy import Taxonomy
+from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
 from intent_router.traffic import TrafficSource, parse_traffic_source
 
 NONE = "none"
@@ -61,19 +62,28 @@ def builtin_traffic_path(taxonomy_name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_traffic(
-    traffic: str,
-    taxonomy: Taxonomy,
-    *,
-    builtin_taxonomy: bool,
-    model_id: str | None = None,
-    request_metadata: dict[str, str] | None = None,
-) -> TrafficSource:
-    """'default' is the built-in taxonomy's sample log (none for other taxonomies)."""
-    text = traffic.strip()
+class TrafficParams(Protocol):
+    """The traffic fields of DistillParams and MonitorParams."""
+
+    taxonomy: str
+    traffic: str
+    traffic_model_id: str | None
+    traffic_request_metadata: dict[str, str]
+
+
+def resolve_traffic(params: TrafficParams, taxonomy: Taxonomy) -> TrafficSource:
+    """The run's traffic source; 'default' is the built-in taxonomy's sample log (none for a
+    taxonomy file or an inline taxonomy)."""
+    text = params.traffic.strip()
     if text.lower() == DEFAULT_TRAFFIC:
-        sample = builtin_traffic_path(taxonomy.name) if builtin_taxonomy else None
+        builtin = (
+            getattr(params, "taxonomy_definition", None) is None
+            and params.taxonomy in builtin_taxonomy_names()
+        )
+        sample = builtin_traffic_path(taxonomy.name) if builtin else None
         if sample is None:
             return parse_traffic_source(NONE)
         text = str(sample)
-    return parse_traffic_source(text, model_id=model_id, request_metadata=request_metadata)
+    return parse_traffic_source(
+        text, model_id=params.traffic_model_id, request_metadata=params.traffic_request_metadata
+    )

@@ -317,17 +317,9 @@ def _check_real_queries(params: Any, taxonomy: Any) -> bool:
     """The golden set and a local traffic source are read and checked before Prefect starts;
     True when the run reads traffic."""
     from intent_router.inputs import resolve_golden, resolve_traffic
-    from intent_router.taxonomy import builtin_taxonomy_names
 
     resolve_golden(params.golden, taxonomy, required=params.require_golden)
-    source = resolve_traffic(
-        params.traffic,
-        taxonomy,
-        builtin_taxonomy=params.taxonomy_definition is None
-        and params.taxonomy in builtin_taxonomy_names(),
-        model_id=params.traffic_model_id,
-        request_metadata=params.traffic_request_metadata,
-    )
+    source = resolve_traffic(params, taxonomy)
     if source.kind == "file":  # junk, a corrupt .gz, nothing usable: one line, no Prefect
         from intent_router.traffic import read_local_traffic
 
