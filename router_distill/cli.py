@@ -12,9 +12,14 @@ from typing import Any
 
 from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eval, run_monitor
 from router_distill.golden_cli import add_golden_parser, golden_check
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+from router_distill.output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    one_line,
+    validation_message,
+)
 
 # Prefect's ephemeral API can take over 20 s to start on a fresh machine (its default timeout).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -195,12 +200,6 @@ RUN_FLAGS = (
 """`run` flags that are DistillParams fields (same name); given explicitly, they win."""
 
 
-def _one_line(text: str) -> str:
-    from intent_router.text import escape_controls
-
-    return escape_controls(text.replace("\r\n", "\n"))
-
-
 def _non_finite(value: Any, where: str = "") -> str | None:
     """The location of the first NaN or infinity in parsed JSON, if any."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -248,19 +247,6 @@ def _read_params_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _validation_message(error: Any) -> str:
-    """One line naming the first invalid parameter (of a pydantic ValidationError)."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "parameters"
-    if first["type"] == "extra_forbidden":
-        message = f"unknown parameter {where!r} (not a field of the run's parameters)"
-    else:
-        reason = str(first["msg"]).removeprefix("Value error, ")
-        message = f"invalid parameter {where}: {reason}"
-    more = error.error_count() - 1
-    return _one_line(message + (f" (+{more} more)" if more else ""))
-
-
 def run_params(args: argparse.Namespace) -> Any:
     """The run's DistillParams: the --params-json file, then the flags given explicitly.
 
@@ -284,7 +270,7 @@ def run_params(args: argparse.Namespace) -> Any:
     try:
         return DistillParams.model_validate(values)
     except ValidationError as error:
-        raise UserInputError(_validation_message(error)) from None
+        raise UserInputError(validation_message(error)) from None
 
 
 def _check_local_storage(router: str, *, traffic: bool) -> None:
@@ -344,7 +330,7 @@ def _run(args: argparse.Namespace) -> int:
             router = params.router_name or taxonomy.name
             _check_local_storage(router, traffic=traffic)  # before Prefect starts
     except UserInputError as error:
-        _error(_one_line(str(error)))
+        _error(one_line(str(error)))
         return EXIT_USAGE
 
     if args.dry_run:
@@ -403,7 +389,7 @@ def _bedrock_settings(role_arn: str, region: str) -> Any:
             str(first["loc"][0]) if first["loc"] else "", "Bedrock settings"
         )
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise UserInputError(_one_line(f"invalid {flag}: {reason}")) from None
+        raise UserInputError(one_line(f"invalid {flag}: {reason}")) from None
 
 
 def _dry_run(args: argparse.Namespace, params: Any) -> int:
@@ -581,7 +567,7 @@ def _route(args: argparse.Namespace) -> int:
             query = check_query(raw)
         except ValueError as error:
             status = EXIT_USAGE
-            shown = _one_line(raw if len(raw) <= 60 else raw[:57] + "...")
+            shown = one_line(raw if len(raw) <= 60 else raw[:57] + "...")
             if args.json:
                 print(json.dumps({"query": shown, "error": str(error)}, ensure_ascii=False))
             else:

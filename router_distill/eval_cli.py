@@ -11,7 +11,13 @@ import json
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from router_distill.output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    validation_message,
+)
 
 
 def add_eval_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -170,9 +176,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     try:
         params = MonitorParams.model_validate(values)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        print(f"error: {where}: {first['msg']}", file=sys.stderr)
+        print(f"error: {validation_message(error)}", file=sys.stderr)
         return EXIT_USAGE
     from flows.monitor import monitor_router
 
@@ -183,7 +187,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("monitor interrupted: teacher labels paid for so far are cached", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if check is None:
         print("no new traffic since the last check")
         return EXIT_OK

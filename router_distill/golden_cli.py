@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections import Counter
 
-EXIT_OK, EXIT_USAGE = 0, 2  # as in router_distill.cli
+from router_distill.output import EXIT_OK, EXIT_USAGE
 
 
 def _error(message: str) -> None:

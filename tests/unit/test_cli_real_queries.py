@@ -207,3 +207,15 @@ def test_unusable_local_traffic_is_one_line_before_the_flow_starts(
     [line] = error_lines(capsys.readouterr().err)
     assert str(source) in line and message in line
     assert not no_flow
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--sample-size", "0"], "invalid parameter sample_size"), (["--budget-usd", "-1"], "budget")],
+)
+def test_bad_monitor_flags_are_one_line_errors(
+    router_home: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert main(["monitor", *flags]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert message in line
