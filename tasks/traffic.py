@@ -113,11 +113,11 @@ def label_traffic(
     records: list[LabelledQuery] = []
     invalid = 0
     for query in queries:
-        text = known.get(query.query)
-        if text is None or not _valid(text, taxonomy):
+        try:  # a corrupt cached label is dropped like an invalid answer
+            decision = parse_routing_output(known.get(query.query) or "", taxonomy.signal_names)
+        except RouterOutputError:
             invalid += 1
             continue
-        decision = parse_routing_output(text, taxonomy.signal_names)
         records.append(
             LabelledQuery(
                 query=query.query,

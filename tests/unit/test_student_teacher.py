@@ -116,8 +116,8 @@ def test_fit_reports_progress_and_training_size() -> None:
 
     assert report.examples == 4
     assert 1 <= report.epochs <= 10
-    assert seen
-    assert seen[0] == (1, 10)
+    assert [i for i, _ in seen] == list(range(1, report.epochs + 1))  # one call per iteration
+    assert all(total == 10 for _, total in seen)
     assert report.final_loss < np.log(4)  # better than the uniform start
 
 
