@@ -9,6 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from intent_router.report import (
     RunSummary,
     artifact_key,
+    cascade_table,
     evaluation_table,
     golden_slice_table,
     markdown_table,
@@ -35,6 +36,14 @@ def publish_run_artifacts(summary: RunSummary, dedupe_report: Any) -> None:
             key=artifact_key("golden", router),
             table=golden,
             description=f"Golden set of router {router}: recall per signal, strict top-1 per tag",
+        )
+    if summary.cascade is not None:
+        create_table_artifact(
+            key=artifact_key("cascade", router),
+            table=cascade_table(summary.cascade),
+            description=f"Router {router}: share answered by the student vs accuracy, latency "
+            f"and cost; threshold {summary.cascade.threshold:.2f} chosen for holdout accuracy "
+            f">= {summary.cascade.target_accuracy:.3f}",
         )
     checks = "\n".join(
         f"- {'PASS' if c['passed'] else 'FAIL'} {c['detail']}" for c in summary.gate["checks"]

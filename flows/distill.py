@@ -28,7 +28,7 @@ from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
 from intent_router.dataset import check_record_count
-from intent_router.evaluation import TRAFFIC, EvaluationResult, prior_target
+from intent_router.evaluation import TRAFFIC, EvaluationResult, cascade_policy, prior_target
 from intent_router.gate import GoldenEvidence, decide
 from intent_router.golden import GoldenSet
 from intent_router.inputs import resolve_golden, resolve_traffic
@@ -169,6 +169,7 @@ def distill_router(**parameters: Any) -> RunSummary:
         candidate = deploy_candidate(run, data, job, champion)
         try:
             evaluations = evaluate_all(run, data, candidate, champion)
+            candidate = with_cascade(run, data, candidate, evaluations)
             plan = decide_outcome(run, candidate, champion, evaluations)
             apply_outcome(run, plan, champion)
         except BaseException:
@@ -402,6 +403,34 @@ def evaluate_all(
     return results
 
 
+def with_cascade(
+    run: Run, data: TrainingData, candidate: ChampionRecord, evaluations: list[EvaluationResult]
+) -> ChampionRecord:
+    """Calibrate the candidate's confidence and choose its cascade threshold on the holdout."""
+    by_role = {e.target.role: e for e in evaluations}
+    if "teacher" not in by_role:
+        return candidate
+    policy = cascade_policy(
+        by_role["candidate"],
+        by_role["teacher"],
+        data.split.holdout,
+        run.taxonomy,
+        run.golden,
+        target_accuracy=run.params.cascade_target_accuracy,
+    )
+    if policy is not None:
+        get_run_logger().info(
+            "cascade: threshold %.2f answers %.1f%% locally at %.3f holdout accuracy "
+            "(target %.3f; golden %s)",
+            policy.threshold,
+            100 * policy.chosen.local_share,
+            policy.chosen.accuracy,
+            policy.target_accuracy,
+            "n/a" if policy.chosen.golden_accuracy is None else policy.chosen.golden_accuracy,
+        )
+    return candidate.model_copy(update={"cascade": policy})
+
+
 def decide_outcome(
     run: Run,
     candidate: ChampionRecord,
@@ -520,6 +549,7 @@ def finish(
         outcome_reason=plan.reason,
         champion_model_id=current.model_id if current else None,
         seconds=run.seconds,
+        cascade=candidate.cascade,
     )
     publish_run_artifacts(summary, data.split.dedupe_report)
     publish_ledger(run.router, run.registry.ledger())

@@ -100,9 +100,10 @@ def dedupe_and_split(
     train_index = NearIndex(threshold, num_perm)
     keep_idx = train.index[train["layer"] == ""]
     near, excluded = [], []
-    sketches = train_index.sketches(train.loc[keep_idx, "norm"].tolist())
-    for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
-        if train.at[idx, "norm"] in excluded_set or excluded_index.has_near(mh, sh):
+    norms = train.loc[keep_idx, "norm"].tolist()
+    sketches = train_index.sketches(norms)
+    for idx, norm, (mh, sh) in zip(keep_idx, norms, sketches, strict=True):
+        if norm in excluded_set or excluded_index.has_near(mh, sh):
             excluded.append(idx)
         elif train_index.has_near(mh, sh):
             near.append(idx)
@@ -114,9 +115,10 @@ def dedupe_and_split(
     holdout_index = NearIndex(threshold, num_perm)
     keep_idx = holdout.index[holdout["layer"] == ""]
     near_train, near_self, excluded = [], [], []
-    sketches = holdout_index.sketches(holdout.loc[keep_idx, "norm"].tolist())
-    for idx, (mh, sh) in zip(keep_idx, sketches, strict=True):
-        if holdout.at[idx, "norm"] in excluded_set or excluded_index.has_near(mh, sh):
+    norms = holdout.loc[keep_idx, "norm"].tolist()
+    sketches = holdout_index.sketches(norms)
+    for idx, norm, (mh, sh) in zip(keep_idx, norms, sketches, strict=True):
+        if norm in excluded_set or excluded_index.has_near(mh, sh):
             excluded.append(idx)
         elif train_index.has_near(mh, sh):
             near_train.append(idx)

@@ -13,9 +13,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import Backend, Invocation, ModelTarget
+from intent_router.cascade import CascadePolicy, CostModel, build_policy
 from intent_router.dataset import LabelledQuery
 from intent_router.golden import GoldenEvaluation, GoldenSet, score_golden
-from intent_router.metrics import ModelEvaluation, evaluate_outputs, training_mean
+from intent_router.metrics import (
+    ModelEvaluation,
+    agrees,
+    evaluate_outputs,
+    parse_outputs,
+    top_signal,
+    training_mean,
+)
 from intent_router.schema import RoutingDecision
 from intent_router.taxonomy import Taxonomy
 
@@ -36,6 +44,10 @@ class EvaluationResult(BaseModel):
     overall: ModelEvaluation | None  # synthetic holdout (training vocabulary); None: golden only
     slices: dict[str, ModelEvaluation]  # novel-vocabulary, traffic (when present)
     golden: GoldenEvaluation | None = None
+    # Parsed weights (in signal order) of every evaluation query, holdout then golden; None
+    # where the answer did not parse. Used for the cascade; not part of reports.
+    answers: tuple[tuple[float, ...] | None, ...] = ()
+    mean_latency_ms: float = 0.0
 
     def metrics(self) -> dict[str, Any]:
         """The headline figures kept in the ledger and sent with events."""
@@ -132,4 +144,76 @@ def evaluate_target(
             outputs=[c.text for c in calls[len(queries) :]],
             signals=taxonomy.signal_names,
         )
-    return EvaluationResult(target=target, overall=overall, slices=slices, golden=golden_result)
+    signals = taxonomy.signal_names
+    answers = tuple(
+        tuple(d.weights[s] for s in signals) if d is not None else None
+        for d in parse_outputs([c.text for c in calls], signals)
+    )
+    mean_latency_ms = 1000 * sum(c.latency_s for c in calls) / len(calls) if calls else 0.0
+    return EvaluationResult(
+        target=target,
+        overall=overall,
+        slices=slices,
+        golden=golden_result,
+        answers=answers,
+        mean_latency_ms=round(mean_latency_ms, 4),
+    )
+
+
+def cascade_policy(
+    student: EvaluationResult,
+    fallback: EvaluationResult,
+    holdout: Sequence[LabelledQuery],
+    taxonomy: Taxonomy,
+    golden: GoldenSet | None,
+    *,
+    target_accuracy: float,
+) -> CascadePolicy | None:
+    """The student's cascade with `fallback` (usually the teacher), from both evaluations.
+
+    Calibrated and thresholded on the holdout (every evaluation set scored against the
+    teacher); the golden column shows what the cascade does on human labels. None when there
+    is no holdout or an evaluation has no per-query answers."""
+    n = len(holdout)
+    if n == 0 or len(student.answers) < n or len(fallback.answers) < n:
+        return None
+    signals = taxonomy.signal_names
+
+    def correct(answers: Sequence[tuple[float, ...] | None]) -> list[bool]:
+        return [
+            a is not None and agrees(item.weights, dict(zip(signals, a, strict=True)), signals)
+            for a, item in zip(answers, holdout, strict=True)
+        ]
+
+    def golden_correct(answers: Sequence[tuple[float, ...] | None]) -> list[bool]:
+        assert golden is not None
+        return [
+            a is not None and top_signal(dict(zip(signals, a, strict=True)), signals) == item.top
+            for a, item in zip(answers, golden.items, strict=True)
+        ]
+
+    golden_inputs = None
+    if golden is not None and len(student.answers) == len(fallback.answers) == n + len(
+        golden.items
+    ):
+        student_golden, fallback_golden = student.answers[n:], fallback.answers[n:]
+        golden_inputs = (
+            student_golden,
+            golden_correct(student_golden),
+            golden_correct(fallback_golden),
+        )
+    costs = CostModel(
+        student_ms=student.mean_latency_ms,
+        fallback_ms=fallback.mean_latency_ms,
+        student_cost_per_1k=student.overall.cost_per_1k_queries_usd if student.overall else 0.0,
+        fallback_cost_per_1k=fallback.overall.cost_per_1k_queries_usd if fallback.overall else 0.0,
+    )
+    return build_policy(
+        student.answers[:n],
+        correct(student.answers[:n]),
+        correct(fallback.answers[:n]),
+        costs=costs,
+        target_accuracy=target_accuracy,
+        fallback=fallback.target.name,
+        golden=golden_inputs,
+    )

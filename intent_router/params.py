@@ -165,6 +165,14 @@ class DistillParams(BaseModel):
         default=True,
         description="Mask e-mail addresses and phone numbers in traffic before any use.",
     )
+    cascade_target_accuracy: float = Field(
+        default=0.98,
+        ge=0.5,
+        le=1.0,
+        description="The cascade answers with the student when its calibrated confidence "
+        "clears a threshold, chosen as the lowest whose holdout accuracy (against the teacher) "
+        "reaches this; the teacher answers the rest.",
+    )
     near_duplicate_threshold: float = Field(
         default=0.85,
         gt=0.5,

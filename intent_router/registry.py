@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from intent_router.cascade import CascadePolicy
 from intent_router.errors import ConcurrentUpdateError, CorruptStateError, UserInputError
 from intent_router.storage import ConditionalStore, ObjectStore
 
@@ -78,6 +79,7 @@ class ChampionRecord(BaseModel):
     promoted_at: str
     triggered_by: str = "manual"
     training_data: str | None = None  # storage path of the training JSONL (drift monitoring)
+    cascade: CascadePolicy | None = None  # when to ask the teacher instead (None: never chosen)
 
 
 class _Pointer(ChampionRecord):

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from intent_router.cascade import CascadePoint, CascadePolicy
 from intent_router.golden import GoldenEvaluation
 from intent_router.metrics import ModelEvaluation
 
@@ -86,6 +87,9 @@ class RunSummary(BaseModel):
     outcome_reason: str = ""
     champion_model_id: str | None
     seconds: dict[str, float] = Field(default_factory=dict)
+    cascade: CascadePolicy | None = Field(
+        default=None, description="The candidate's confidence calibration and cascade curve."
+    )
 
     @property
     def teacher_calls(self) -> int:
@@ -189,6 +193,7 @@ def render_text(summary: RunSummary) -> str:
         "golden: human labels)",
         _indent(format_table(evaluation_table(summary.evaluations))),
         *_golden_slices(summary.evaluations),
+        *_cascade_lines(summary.cascade),
         "",
         "Top-signal confusion of the candidate (rows: teacher, columns: candidate)",
         _indent(_confusion(summary)),
@@ -232,6 +237,48 @@ def _golden_slices(rows: list[EvaluationRow]) -> list[str]:
         "",
         "Golden set by signal (recall) and by tag (strict top-1)",
         _indent(format_table(table)),
+    ]
+
+
+CURVE_SHARES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.0)
+
+
+def cascade_table(policy: CascadePolicy) -> list[dict[str, Any]]:
+    """The cascade curve at a few shares answered locally, plus the chosen point."""
+    picked: list[CascadePoint] = []
+    for share in CURVE_SHARES:  # the highest threshold that still answers >= share locally
+        reaching = [p for p in policy.curve if p.local_share >= share]
+        if reaching:
+            point = max(reaching, key=lambda p: p.threshold)
+            if point not in picked:
+                picked.append(point)
+    if policy.chosen not in picked:
+        picked.append(policy.chosen)
+    rows = []
+    for point in sorted(picked, key=lambda p: -p.local_share):
+        rows.append(
+            {
+                "threshold": point.threshold,
+                "local_share": point.local_share,
+                "holdout_acc": point.accuracy,
+                "golden_strict": "-" if point.golden_accuracy is None else point.golden_accuracy,
+                "mean_ms": point.mean_latency_ms,
+                "usd_per_1k": point.cost_per_1k_usd,
+                "chosen": "<-" if point == policy.chosen else "",
+            }
+        )
+    return rows
+
+
+def _cascade_lines(policy: CascadePolicy | None) -> list[str]:
+    if policy is None:
+        return []
+    return [
+        "",
+        f"Cascade (student, else {policy.fallback}): threshold {policy.threshold:.2f} for "
+        f"holdout accuracy >= {policy.target_accuracy:.3f}; confidence calibration error "
+        f"{policy.calibration_error:.3f} (cross-fitted on {policy.calibration.n:,} answers)",
+        _indent(format_table(cascade_table(policy))),
     ]
 
 

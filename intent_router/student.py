@@ -11,43 +11,62 @@ import io
 import itertools
 import json
 import logging
+import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 
-from intent_router.text import normalise, quoted_spans
+from intent_router.text import is_content_word, normalise, quoted_spans
 
 logger = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 artifacts have no prior and no known-word mask
 _DIGITS = re.compile(r"\d")
+_NOT_NAMES = ("I", "I'll", "I'm", "I've", "I'd")
+_WORD_CACHE_LIMIT = 200_000
+# A query with no content word seen in training keeps the model's answer only when sub-word
+# features make it at least this sure; otherwise it gets the training prior.
+UNINFORMED_FLOOR = 0.5
 
 
-def feature_strings(query: str) -> list[str]:
-    """Word unigrams and bigrams, char 3-5-grams inside words, and a few shape features."""
-    words = normalise(query).split(" ")
+def _word_features(word: str) -> list[str]:
+    padded = "<" + _DIGITS.sub("0", word) + ">"
+    size = len(padded)
+    feats = ["w:" + word]
+    for n in (3, 4, 5):
+        feats += ["c:" + padded[i : i + n] for i in range(size - n + 1)]
+    return feats
+
+
+def _query_features(query: str, words: list[str]) -> list[str]:
+    """Features of the whole query: word bigrams and a few shape features."""
     feats = ["bias"]
-    feats += ["w:" + w for w in words]
     feats += ["b:" + a + " " + b for a, b in itertools.pairwise(words)]
-    for w in words:
-        padded = "<" + _DIGITS.sub("0", w) + ">"
-        size = len(padded)
-        for n in (3, 4, 5):
-            feats += ["c:" + padded[i : i + n] for i in range(size - n + 1)]
     if quoted_spans(query):
         feats.append("s:quoted")
     for raw in query.split()[1:]:
         bare = raw.strip(".,;:!?\"'()")
-        if bare[:1].isupper() and bare not in ("I", "I'll", "I'm", "I've", "I'd"):
+        if bare[:1].isupper() and bare not in _NOT_NAMES:
             feats += ["s:capitalised", "W:" + bare]
     if len(words) <= 2:
         feats.append("s:short")
     elif len(words) >= 15:
         feats.append("s:long")
+    return feats
+
+
+def feature_strings(query: str) -> list[str]:
+    """Word unigrams and bigrams, char 3-5-grams inside words, and a few shape features."""
+    words = normalise(query).split(" ")
+    feats = _query_features(query, words)
+    for w in words:
+        feats += _word_features(w)
     return feats
 
 
@@ -58,9 +77,42 @@ def _hash(features: Sequence[str], n_buckets: int) -> np.ndarray:
     )
 
 
+class _FeatureHasher:
+    """Hashed features of queries; each word's features are hashed once and remembered."""
+
+    def __init__(self, n_buckets: int) -> None:
+        self.n_buckets = n_buckets
+        self._words: dict[str, np.ndarray] = {}
+        self._features: dict[str, int] = {}
+
+    def word(self, word: str) -> np.ndarray:
+        hashed = self._words.get(word)
+        if hashed is None:
+            if len(self._words) >= _WORD_CACHE_LIMIT:
+                self._words.clear()
+            hashed = self._words[word] = _hash(_word_features(word), self.n_buckets)
+        return hashed
+
+    def __call__(self, query: str) -> np.ndarray:
+        words = normalise(query).split(" ")
+        mask = self.n_buckets - 1
+        known = self._features
+        hashed = []
+        for feature in _query_features(query, words):
+            value = known.get(feature)
+            if value is None:
+                if len(known) >= _WORD_CACHE_LIMIT:
+                    known.clear()
+                value = known[feature] = zlib.crc32(feature.encode()) & mask
+            hashed.append(value)
+        return np.concatenate([np.array(hashed, dtype=np.int64), *map(self.word, words)])
+
+
 def round_to_grid(probabilities: np.ndarray, step: float) -> np.ndarray:
     """Round each row to multiples of `step` that still sum to 1 (largest remainder)."""
     units = round(1 / step)
+    if probabilities.shape[0] == 1:
+        return _round_row(probabilities[0], units)[None, :]
     scaled = probabilities * units
     floored = np.floor(scaled)
     remainder = scaled - floored
@@ -73,6 +125,16 @@ def round_to_grid(probabilities: np.ndarray, step: float) -> np.ndarray:
     return rounded
 
 
+def _round_row(row: np.ndarray, units: int) -> np.ndarray:
+    scaled = [float(p) * units for p in row]
+    floored = [float(int(v)) for v in scaled]
+    missing = units - int(sum(floored))
+    order = sorted(range(len(scaled)), key=lambda i: -(scaled[i] - floored[i]))
+    for i in order[:missing]:
+        floored[i] += 1
+    return np.array(floored) / units
+
+
 @dataclass
 class TrainingReport:
     epochs: int
@@ -83,13 +145,20 @@ class TrainingReport:
 
 @dataclass
 class HashedNgramStudent:
-    """Multinomial logistic regression over hashed n-grams, trained on soft labels."""
+    """Multinomial logistic regression over hashed n-grams, trained on soft labels.
+
+    It remembers which content words it saw in training; a query with none of them (and no
+    quote or capitalised name) gets the training prior instead of a guess, unless sub-word
+    features alone make it sure (UNINFORMED_FLOOR).
+    """
 
     signals: tuple[str, ...]
     n_buckets: int = 2**18
     round_step: float = 0.05
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    prior: np.ndarray | None = None  # mean soft label of the training set
+    known_words: np.ndarray | None = None  # bool per bucket: a content word trained there
 
     def __post_init__(self) -> None:
         if self.n_buckets & (self.n_buckets - 1):
@@ -99,10 +168,11 @@ class HashedNgramStudent:
             self.weights = np.zeros((self.n_buckets, k), dtype=np.float32)
         if self.bias.size == 0:
             self.bias = np.zeros(k, dtype=np.float32)
+        self._hasher = _FeatureHasher(self.n_buckets)
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
-        rows = [_hash(feature_strings(q), self.n_buckets) for q in queries]
+        rows = [self._hasher(q) for q in queries]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(r) for r in rows])
         indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
@@ -112,6 +182,19 @@ class HashedNgramStudent:
         )
         matrix.sum_duplicates()
         return matrix
+
+    def _content_buckets(self, query: str) -> np.ndarray:
+        mask = self.n_buckets - 1
+        words = [w for w in normalise(query).split(" ") if is_content_word(w)]
+        return np.fromiter((zlib.crc32(("w:" + w).encode()) & mask for w in words), dtype=np.int64)
+
+    def informed(self, query: str) -> bool:
+        """True when the query has a content word seen in training, a quote or a name."""
+        if self.known_words is None:
+            return True
+        if quoted_spans(query) or any(f.startswith("W:") for f in _query_features(query, [])):
+            return True
+        return bool(self.known_words[self._content_buckets(query)].any())
 
     # -- training ---------------------------------------------------------------------------
     def fit(
@@ -170,6 +253,11 @@ class HashedNgramStudent:
         self.weights = np.zeros((self.n_buckets, k), dtype=np.float32)
         self.weights[used] = result.x[: m * k].reshape(m, k).astype(np.float32)
         self.bias = result.x[m * k :].astype(np.float32)
+        self.prior = y.mean(axis=0).astype(np.float32)
+        known = np.zeros(self.n_buckets, dtype=bool)
+        for query in queries:
+            known[self._content_buckets(query)] = True
+        self.known_words = known
         return TrainingReport(
             epochs=int(result.nit),
             final_loss=float(result.fun),
@@ -179,33 +267,80 @@ class HashedNgramStudent:
 
     # -- inference --------------------------------------------------------------------------
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
-        """Unrounded weight vectors, one row per query."""
-        feats = [_hash(feature_strings(q), self.n_buckets) for q in queries]
-        lengths = np.fromiter((len(f) for f in feats), dtype=np.int64, count=len(feats))
-        flat = np.concatenate(feats)
-        starts = np.zeros(len(feats), dtype=np.int64)
-        starts[1:] = np.cumsum(lengths)[:-1]
-        sums = np.add.reduceat(self.weights[flat], starts, axis=0)
-        logits = sums / np.sqrt(lengths)[:, None] + self.bias
+        """Unrounded weight vectors, one row per query (the prior for an uninformed guess)."""
+        if len(queries) == 1:  # the serving case: plain floats beat numpy calls on 4 numbers
+            flat = self._hasher(queries[0])
+            scale = 1 / math.sqrt(len(flat))
+            raw = [
+                v * scale + b
+                for v, b in zip(
+                    self.weights[flat].sum(axis=0).tolist(), self.bias.tolist(), strict=True
+                )
+            ]
+            top = max(raw)
+            exps = [math.exp(v - top) for v in raw]
+            total = sum(exps)
+            probabilities = [e / total for e in exps]
+            unsure = max(probabilities) < UNINFORMED_FLOOR
+            if self.prior is not None and unsure and not self.informed(queries[0]):
+                return np.asarray(self.prior, dtype=np.float64)[None, :]
+            return np.array([probabilities])
+        else:
+            feats = [self._hasher(q) for q in queries]
+            lengths = np.fromiter((len(f) for f in feats), dtype=np.int64, count=len(feats))
+            flat = np.concatenate(feats)
+            starts = np.zeros(len(feats), dtype=np.int64)
+            starts[1:] = np.cumsum(lengths)[:-1]
+            sums = np.add.reduceat(self.weights[flat], starts, axis=0)
+            logits = sums / np.sqrt(lengths)[:, None]
+        logits += self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        if self.prior is not None:
+            for row in np.flatnonzero(result.max(axis=1) < UNINFORMED_FLOOR).tolist():
+                if not self.informed(queries[row]):
+                    result[row] = self.prior
         return result
 
     def predict_weights(self, queries: Sequence[str]) -> np.ndarray:
         return round_to_grid(self.predict_proba(queries), self.round_step)
 
+    def answers_prior(self, query: str) -> bool:
+        """True when `predict_proba` gives this query the training prior (nothing it knows)."""
+        if self.prior is None or self.informed(query):
+            return False
+        prior = self.prior
+        self.prior = None
+        try:
+            unsure = float(self.predict_proba([query]).max()) < UNINFORMED_FLOOR
+        finally:
+            self.prior = prior
+        return unsure
+
     def explain(self, query: str, signal: str, top: int = 3) -> list[str]:
-        """The word features that pushed hardest towards `signal` for this query."""
+        """The content words (and content-word pairs) that pushed hardest towards `signal`."""
         column = self.signals.index(signal)
-        words = [f for f in feature_strings(query) if f.startswith(("w:", "b:"))]
-        if not words:
+        words = normalise(query).split(" ")
+        candidates = ["w:" + w for w in words if is_content_word(w)]
+        candidates += [
+            "b:" + a + " " + b
+            for a, b in itertools.pairwise(words)
+            if is_content_word(a) and is_content_word(b)
+        ]
+        if not candidates:
             return []
-        idx = _hash(words, self.n_buckets)
-        w = self.weights[idx]
+        w = self.weights[_hash(candidates, self.n_buckets)]
         push = w[:, column] - w.mean(axis=1)
-        ranked = sorted(zip(push, words, strict=True), key=lambda p: -p[0])
-        return [name[2:] for score, name in ranked[:top] if score > 0]
+        ranked = sorted(zip(push, candidates, strict=True), key=lambda p: -p[0])
+        cues: list[str] = []
+        for score, name in ranked:
+            cue = name[2:]
+            if score <= 0 or len(cues) == top:
+                break
+            if not any(cue in c.split(" ") or c in cue.split(" ") for c in cues):
+                cues.append(cue)
+        return cues
 
     # -- persistence ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -216,24 +351,33 @@ class HashedNgramStudent:
             "round_step": self.round_step,
             "feature_version": FEATURE_VERSION,
         }
-        np.savez_compressed(
-            buffer, weights=self.weights, bias=self.bias, meta=np.array(json.dumps(meta))
-        )
+        arrays: dict[str, Any] = {"weights": self.weights, "bias": self.bias}
+        if self.prior is not None and self.known_words is not None:
+            arrays["prior"] = self.prior
+            arrays["known_words"] = np.packbits(self.known_words)
+        np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> HashedNgramStudent:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
-            if meta["feature_version"] != FEATURE_VERSION:
+            if meta["feature_version"] not in READABLE_VERSIONS:
                 raise ValueError(
                     f"student artifact has feature version {meta['feature_version']}, "
-                    f"this code reads {FEATURE_VERSION}"
+                    f"this code reads {', '.join(map(str, READABLE_VERSIONS))}"
                 )
+            n_buckets = int(meta["n_buckets"])
+            prior = known = None
+            if "prior" in archive.files and "known_words" in archive.files:
+                prior = archive["prior"]
+                known = np.unpackbits(archive["known_words"])[:n_buckets].astype(bool)
             return cls(
                 signals=tuple(meta["signals"]),
-                n_buckets=int(meta["n_buckets"]),
+                n_buckets=n_buckets,
                 round_step=float(meta["round_step"]),
                 weights=archive["weights"],
                 bias=archive["bias"],
+                prior=prior,
+                known_words=known,
             )

@@ -15,6 +15,23 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{3,})[\"“”]|(?<!\w)['‘]([^'‘’]{3,}?)['’](?!\w)")
 
 
+# Function words that never explain a routing decision on their own.
+STOPWORDS = frozenset(
+    (  # noqa: SIM905 - one readable block
+        "a an the of in on at to and or for with from by as into onto over under about is are "
+        "was were be been being it its this that these those there here who whom whose which "
+        "what when where why how i me my we us our you your he him his she her they them their "
+        "some any all no not just very so too can could will would should do does did has have "
+        "had up out off than then also only like one get got"
+    ).split()
+)
+
+
+def is_content_word(word: str) -> bool:
+    """A normalised word that can carry meaning: not a stop word, not a lone digit or symbol."""
+    return len(word) > 1 and word not in STOPWORDS and not word.isdigit()
+
+
 def normalise(text: str) -> str:
     """Lowercase, NFKC, punctuation (except ' and -) to spaces, single spaces."""
     text = unicodedata.normalize("NFKC", text).lower()

@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("queries", nargs="+", help="queries; '-' reads one query per line")
     route.add_argument("--router", default="default", help="router name (default: default)")
     route.add_argument("--json", action="store_true", help="one JSON object per query")
+    route.add_argument(
+        "--cascade",
+        action="store_true",
+        help="ask the teacher when the student's confidence is below the champion's cascade "
+        "threshold (chosen on the holdout when it was trained)",
+    )
+    route.add_argument(
+        "--taxonomy",
+        help="taxonomy file of the router, for --cascade when it is not a built-in taxonomy",
+    )
     champion = sub.add_parser("champion", help="show the current champion and its metrics")
     history = sub.add_parser("history", help="show the promotion ledger")
     rollback = sub.add_parser("rollback", help="re-point the champion to an earlier promotion")
@@ -558,6 +568,7 @@ def _route(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILED
         student = LocalBackend(store).load_student(champion.model_id)
+        fallback = _cascade_fallback(champion, args.taxonomy) if args.cascade else None
     except (ValueError, UserInputError) as error:  # incl. CorruptStateError, ModelArtifactError
         _error(str(error))
         return EXIT_USAGE
@@ -574,17 +585,58 @@ def _route(args: argparse.Namespace) -> int:
                 _error(f"query {number}: {error}")
             continue
         decision = student_decision(student, query)
+        answer = [decision.weights[s] for s in student.signals]
+        policy = champion.cascade
+        confidence = round(policy.confidence(answer), 4) if policy is not None else None
+        answered_by = "student"
+        if fallback is not None and policy is not None and policy.defers(answer):
+            decision, answered_by = fallback.route(query), "teacher"
         if args.json:
             print(
                 json.dumps(
-                    {"query": query, "weights": decision.weights, "reasoning": decision.reasoning},
+                    {
+                        "query": query,
+                        "weights": decision.weights,
+                        "reasoning": decision.reasoning,
+                        "confidence": confidence,
+                        "answered_by": answered_by,
+                    },
                     ensure_ascii=False,
                 )
             )
         else:
             weights = "  ".join(f"{k} {v:.2f}" for k, v in decision.weights.items())
-            print(f"{query}\n  {weights}\n  {decision.reasoning}")
+            sure = "" if confidence is None else f"  (confidence {confidence:.2f}, {answered_by})"
+            print(f"{query}\n  {weights}{sure}\n  {decision.reasoning}")
     return status
+
+
+def _cascade_fallback(champion: Any, taxonomy_file: str | None) -> Any:
+    """The reference teacher of the champion's taxonomy, for `route --cascade`."""
+    from intent_router.backends.local import teacher_for
+    from intent_router.errors import UserInputError
+    from intent_router.taxonomy import builtin_taxonomy, builtin_taxonomy_names, load_taxonomy
+
+    if champion.cascade is None:
+        raise UserInputError(
+            f"router '{champion.router}' has no cascade policy (its champion was promoted "
+            "before confidence was calibrated); run `router-distill run` to train one"
+        )
+    if taxonomy_file is not None:
+        taxonomy = load_taxonomy(taxonomy_file)
+    elif champion.taxonomy in builtin_taxonomy_names():
+        taxonomy = builtin_taxonomy(champion.taxonomy)
+    else:
+        raise UserInputError(
+            f"router '{champion.router}' uses taxonomy '{champion.taxonomy}', which is not "
+            "built in; pass --taxonomy FILE for --cascade"
+        )
+    if tuple(taxonomy.signal_names) != tuple(champion.signals):
+        raise UserInputError(
+            f"taxonomy '{taxonomy.name}' has signals {list(taxonomy.signal_names)}; the "
+            f"champion routes to {list(champion.signals)}"
+        )
+    return teacher_for(taxonomy)
 
 
 def _registry(args: argparse.Namespace) -> Any:

@@ -68,13 +68,21 @@ def teacher_for(taxonomy: Taxonomy) -> ReferenceTeacher:
 
 
 def student_decision(student: HashedNgramStudent, query: str) -> RoutingDecision:
-    """The student's routing decision with a reasoning naming its strongest cues."""
+    """The student's routing decision with a reasoning naming the content words behind it."""
     weights = student.predict_weights([query])[0]
     decision = {s: float(w) for s, w in zip(student.signals, weights, strict=True)}
-    top = max(decision, key=lambda s: decision[s])
-    cues = student.explain(query, top)
-    because = f" (cues: {', '.join(cues)})" if cues else ""
-    return RoutingDecision(weights=decision, reasoning=f"Mostly {top}{because}.")
+    ordered = sorted(decision, key=lambda s: -decision[s])
+    if student.answers_prior(query):
+        reasoning = f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
+        return RoutingDecision(weights=decision, reasoning=reasoning)
+    parts: list[str] = []
+    for signal in ordered[:2]:
+        if parts and decision[signal] < 0.15:
+            break
+        cues = student.explain(query, signal)
+        parts.append(f"{signal} ({', '.join(cues)})" if cues else signal)
+    also = f"; also {parts[1]}" if len(parts) > 1 else ""
+    return RoutingDecision(weights=decision, reasoning=f"Mostly {parts[0]}{also}.")
 
 
 class LocalBackend:
