@@ -30,9 +30,19 @@ READABLE_VERSIONS = (1, 2)  # version 1 artifacts have no prior and no known-wor
 _DIGITS = re.compile(r"\d")
 _NOT_NAMES = ("I", "I'll", "I'm", "I've", "I'd")
 _WORD_CACHE_LIMIT = 200_000
-# A query with no content word seen in training keeps the model's answer only when sub-word
-# features make it at least this sure; otherwise it gets the training prior.
-UNINFORMED_FLOOR = 0.5
+_STRIP = ".,;:!?\"'()"
+
+
+def knowledge_keys(query: str) -> list[int]:
+    """32-bit keys of a query's content words and their 5-letter pieces: what `informed`
+    looks up. A word counts as known when it, or a piece of it, was in a training query."""
+    keys = []
+    for word in normalise(query).split(" "):
+        if is_content_word(word):
+            keys.append(zlib.crc32(word.encode()))
+            padded = "<" + word + ">"
+            keys += [zlib.crc32(padded[i : i + 5].encode()) for i in range(len(padded) - 4)]
+    return keys
 
 
 def _word_features(word: str) -> list[str]:
@@ -51,7 +61,7 @@ def _query_features(query: str, words: list[str]) -> list[str]:
     if quoted_spans(query):
         feats.append("s:quoted")
     for raw in query.split()[1:]:
-        bare = raw.strip(".,;:!?\"'()")
+        bare = raw.strip(_STRIP)
         if bare[:1].isupper() and bare not in _NOT_NAMES:
             feats += ["s:capitalised", "W:" + bare]
     if len(words) <= 2:
@@ -147,9 +157,9 @@ class TrainingReport:
 class HashedNgramStudent:
     """Multinomial logistic regression over hashed n-grams, trained on soft labels.
 
-    It remembers which content words it saw in training; a query with none of them (and no
-    quote or capitalised name) gets the training prior instead of a guess, unless sub-word
-    features alone make it sure (UNINFORMED_FLOOR).
+    It remembers the content words (and their 5-letter pieces) it saw in training; a query
+    with none of them and no quote or capitalised name gets the training prior instead of a
+    guess from the bias.
     """
 
     signals: tuple[str, ...]
@@ -158,7 +168,7 @@ class HashedNgramStudent:
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     prior: np.ndarray | None = None  # mean soft label of the training set
-    known_words: np.ndarray | None = None  # bool per bucket: a content word trained there
+    known: np.ndarray | None = None  # sorted uint32 knowledge keys of the training queries
 
     def __post_init__(self) -> None:
         if self.n_buckets & (self.n_buckets - 1):
@@ -169,6 +179,8 @@ class HashedNgramStudent:
         if self.bias.size == 0:
             self.bias = np.zeros(k, dtype=np.float32)
         self._hasher = _FeatureHasher(self.n_buckets)
+        self._known_set: set[int] | None = None
+        self._known_words: dict[str, bool] = {}
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
@@ -183,18 +195,26 @@ class HashedNgramStudent:
         matrix.sum_duplicates()
         return matrix
 
-    def _content_buckets(self, query: str) -> np.ndarray:
-        mask = self.n_buckets - 1
-        words = [w for w in normalise(query).split(" ") if is_content_word(w)]
-        return np.fromiter((zlib.crc32(("w:" + w).encode()) & mask for w in words), dtype=np.int64)
-
     def informed(self, query: str) -> bool:
-        """True when the query has a content word seen in training, a quote or a name."""
-        if self.known_words is None:
+        """True when the query has a quote, a capitalised name or a content word (or a piece
+        of one) seen in training."""
+        if self.known is None:
             return True
-        if quoted_spans(query) or any(f.startswith("W:") for f in _query_features(query, [])):
-            return True
-        return bool(self.known_words[self._content_buckets(query)].any())
+        if self._known_set is None:
+            self._known_set = set(self.known.tolist())
+        known, words = self._known_set, self._known_words
+        for word in normalise(query).split(" "):
+            hit = words.get(word)
+            if hit is None:
+                if len(words) >= _WORD_CACHE_LIMIT:
+                    words.clear()
+                hit = words[word] = any(k in known for k in knowledge_keys(word))
+            if hit:
+                return True
+        return bool(quoted_spans(query)) or any(
+            raw.strip(_STRIP)[:1].isupper() and raw.strip(_STRIP) not in _NOT_NAMES
+            for raw in query.split()[1:]
+        )
 
     # -- training ---------------------------------------------------------------------------
     def fit(
@@ -254,10 +274,11 @@ class HashedNgramStudent:
         self.weights[used] = result.x[: m * k].reshape(m, k).astype(np.float32)
         self.bias = result.x[m * k :].astype(np.float32)
         self.prior = y.mean(axis=0).astype(np.float32)
-        known = np.zeros(self.n_buckets, dtype=bool)
-        for query in queries:
-            known[self._content_buckets(query)] = True
-        self.known_words = known
+        self.known = np.unique(
+            np.fromiter((k for q in queries for k in knowledge_keys(q)), dtype=np.uint32)
+        )
+        self._known_set = None
+        self._known_words = {}
         return TrainingReport(
             epochs=int(result.nit),
             final_loss=float(result.fun),
@@ -281,8 +302,7 @@ class HashedNgramStudent:
             exps = [math.exp(v - top) for v in raw]
             total = sum(exps)
             probabilities = [e / total for e in exps]
-            unsure = max(probabilities) < UNINFORMED_FLOOR
-            if self.prior is not None and unsure and not self.informed(queries[0]):
+            if self.prior is not None and not self.informed(queries[0]):
                 return np.asarray(self.prior, dtype=np.float64)[None, :]
             return np.array([probabilities])
         else:
@@ -298,8 +318,8 @@ class HashedNgramStudent:
         exp = np.exp(logits)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
         if self.prior is not None:
-            for row in np.flatnonzero(result.max(axis=1) < UNINFORMED_FLOOR).tolist():
-                if not self.informed(queries[row]):
+            for row, query in enumerate(queries):
+                if not self.informed(query):
                     result[row] = self.prior
         return result
 
@@ -308,15 +328,7 @@ class HashedNgramStudent:
 
     def answers_prior(self, query: str) -> bool:
         """True when `predict_proba` gives this query the training prior (nothing it knows)."""
-        if self.prior is None or self.informed(query):
-            return False
-        prior = self.prior
-        self.prior = None
-        try:
-            unsure = float(self.predict_proba([query]).max()) < UNINFORMED_FLOOR
-        finally:
-            self.prior = prior
-        return unsure
+        return self.prior is not None and not self.informed(query)
 
     def explain(self, query: str, signal: str, top: int = 3) -> list[str]:
         """The content words (and content-word pairs) that pushed hardest towards `signal`."""
@@ -352,9 +364,9 @@ class HashedNgramStudent:
             "feature_version": FEATURE_VERSION,
         }
         arrays: dict[str, Any] = {"weights": self.weights, "bias": self.bias}
-        if self.prior is not None and self.known_words is not None:
+        if self.prior is not None and self.known is not None:
             arrays["prior"] = self.prior
-            arrays["known_words"] = np.packbits(self.known_words)
+            arrays["known"] = self.known
         np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
         return buffer.getvalue()
 
@@ -369,9 +381,8 @@ class HashedNgramStudent:
                 )
             n_buckets = int(meta["n_buckets"])
             prior = known = None
-            if "prior" in archive.files and "known_words" in archive.files:
-                prior = archive["prior"]
-                known = np.unpackbits(archive["known_words"])[:n_buckets].astype(bool)
+            if "prior" in archive.files and "known" in archive.files:
+                prior, known = archive["prior"], archive["known"]
             return cls(
                 signals=tuple(meta["signals"]),
                 n_buckets=n_buckets,
@@ -379,5 +390,5 @@ class HashedNgramStudent:
                 weights=archive["weights"],
                 bias=archive["bias"],
                 prior=prior,
-                known_words=known,
+                known=known,
             )

@@ -1,0 +1,93 @@
+"""What the student knows: the prior for queries with nothing it learned, content-word
+reasoning, the single-query fast path, and artifacts of the previous feature version."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from intent_router.backends.local import student_decision
+from intent_router.student import FEATURE_VERSION, HashedNgramStudent
+from intent_router.taxonomy import builtin_taxonomy
+from intent_router.teacher import ReferenceTeacher
+from intent_router.text import STOPWORDS
+
+SIGNALS = builtin_taxonomy().signal_names
+QUERIES = [
+    "sound of rain on a tin roof",
+    "dog barking in the distance",
+    "footage of a drone flying over a beach",
+    "close-up of a red car in the snow",
+    "interview where she explains her new album",
+    "speech about the economy",
+    "Breaking Bad season 2 episode 3",
+    "Taylor Swift documentary from 2020",
+] * 4
+
+
+@pytest.fixture(scope="module")
+def student() -> HashedNgramStudent:
+    teacher = ReferenceTeacher(builtin_taxonomy())
+    labels = np.array([[teacher.route(q).weights[s] for s in SIGNALS] for q in QUERIES])
+    model = HashedNgramStudent(SIGNALS, n_buckets=2**16)  # few collisions
+    model.fit(QUERIES, labels, max_iterations=100)
+    return model
+
+
+def test_a_query_with_no_known_word_gets_the_training_prior(student: HashedNgramStudent) -> None:
+    assert student.prior is not None
+    assert not student.informed("zxqv plorf")
+    assert student.answers_prior("zxqv plorf")
+    assert np.allclose(student.predict_proba(["zxqv plorf"])[0], student.prior)
+    assert "No cue it knows" in student_decision(student, "zxqv plorf").reasoning
+
+
+def test_a_known_word_a_quote_or_a_name_makes_a_query_informed(
+    student: HashedNgramStudent,
+) -> None:
+    assert student.informed("barking")
+    assert student.informed("barked")  # a piece of a known word ("<bark")
+    assert student.informed('someone saying "zxqv plorf"')
+    assert student.informed("clips with Zorblax Quint")
+    assert not student.answers_prior("dog barking")
+
+
+def test_single_query_answers_match_the_batch_path(student: HashedNgramStudent) -> None:
+    queries = ["sound of rain", "zxqv plorf", "Taylor Swift speech", "a drone over a beach"]
+    batch = student.predict_proba(queries)
+    for query, row in zip(queries, batch, strict=True):
+        assert np.allclose(student.predict_proba([query])[0], row, atol=1e-6)
+    assert np.allclose(student.predict_weights(queries[:1]), student.predict_weights(queries)[:1])
+
+
+def test_reasoning_names_content_words_never_stop_words(student: HashedNgramStudent) -> None:
+    for query in QUERIES[:8]:
+        reasoning = student_decision(student, query).reasoning
+        cues = reasoning.split("(", 1)[1].split(")")[0] if "(" in reasoning else ""
+        for cue in cues.split(", "):
+            assert cue and not set(cue.split(" ")) & STOPWORDS, (query, reasoning)
+
+
+def test_prior_and_known_words_survive_persistence(student: HashedNgramStudent) -> None:
+    loaded = HashedNgramStudent.from_bytes(student.to_bytes())
+    assert loaded.prior is not None and np.allclose(loaded.prior, student.prior)  # type: ignore[arg-type]
+    assert loaded.known is not None and student.known is not None
+    assert (loaded.known == student.known).all()
+    assert loaded.answers_prior("zxqv plorf")
+
+
+def test_an_artifact_of_feature_version_1_still_loads_without_a_prior(
+    student: HashedNgramStudent,
+) -> None:
+    buffer = io.BytesIO()
+    meta = {"signals": list(SIGNALS), "n_buckets": 2**16, "round_step": 0.05, "feature_version": 1}
+    np.savez_compressed(
+        buffer, weights=student.weights, bias=student.bias, meta=np.array(json.dumps(meta))
+    )
+    old = HashedNgramStudent.from_bytes(buffer.getvalue())
+    assert FEATURE_VERSION == 2
+    assert old.prior is None and old.informed("zxqv plorf")
+    assert np.allclose(old.predict_proba(["dog barking"]), student.predict_proba(["dog barking"]))
