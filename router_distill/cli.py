@@ -180,7 +180,13 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
-        "--skip-pipeline", action="store_true", help="only the student and teacher micro-benchmarks"
+        "--repeats", type=int, default=2, help="cold main-job / trivial-flow pairs (median)"
+    )
+    bench.add_argument(
+        "--skip-probe", action="store_true", help="skip the probe-taxonomy run (2,000 examples)"
+    )
+    bench.add_argument(
+        "--compare", type=Path, help="a previous bench's --report-json, printed alongside"
     )
     bench.add_argument("--report-json", type=Path)
     return parser
