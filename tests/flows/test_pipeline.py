@@ -56,6 +56,14 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     assert "golden_top1" in gate_checks
     champion = ChampionRegistry(store(router_home), "default").current()
     assert champion is not None and champion.model_id == first.model_id
+    # The champion carries its cascade: calibrated on this run's holdout, with its curve.
+    policy = champion.cascade
+    assert policy is not None and policy == first.cascade
+    holdout_n = sum(r.overall.n for r in first.evaluations if r.overall.role == "candidate")
+    assert policy.calibration.n >= holdout_n
+    assert policy.curve[0].local_share == 1.0 and policy.curve[-1].local_share == 0.0
+    assert policy.chosen.accuracy >= policy.target_accuracy == params.cascade_target_accuracy
+    assert all(p.golden_accuracy is not None for p in policy.curve)
     train_lines = Path(first.dataset.train_uri.removeprefix("file://")).read_text().splitlines()
     assert len(train_lines) == 400
     assert json.loads(train_lines[0])["schemaVersion"] == "bedrock-conversation-2024"
@@ -65,7 +73,14 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     ]
     train_queries = [json.loads(line)["messages"][0]["content"][0]["text"] for line in train_lines]
     assert leaked_pairs(train_queries, holdout, threshold=params.near_duplicate_threshold) == []
-    for kind in ("dataset-summary", "evaluation", "golden", "promotion-report", "training-dataset"):
+    for kind in (
+        "dataset-summary",
+        "evaluation",
+        "golden",
+        "cascade",
+        "promotion-report",
+        "training-dataset",
+    ):
         assert Artifact.get(f"{kind}-default") is not None, kind
         assert Artifact.get(kind) is None, f"{kind} is not keyed per router"
     assert first.dataset.cached_batches == 0
