@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from intent_router.text import is_content_word, normalise, quoted_spans
+from intent_router.text import is_content_word, normalise, quoted_spans, words_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ _DIGITS = re.compile(r"\d")
 _NOT_NAMES = ("I", "I'll", "I'm", "I've", "I'd")
 _WORD_CACHE_LIMIT = 200_000
 _STRIP = ".,;:!?\"'()"
+_MAYBE_QUOTED = re.compile("[\"'“”‘’]")
 
 
 def knowledge_keys(query: str) -> list[int]:
@@ -58,12 +59,14 @@ def _query_features(query: str, words: list[str]) -> list[str]:
     """Features of the whole query: word bigrams and a few shape features."""
     feats = ["bias"]
     feats += ["b:" + a + " " + b for a, b in itertools.pairwise(words)]
-    if quoted_spans(query):
+    if _MAYBE_QUOTED.search(query) and quoted_spans(query):
         feats.append("s:quoted")
-    for raw in query.split()[1:]:
-        bare = raw.strip(_STRIP)
-        if bare[:1].isupper() and bare not in _NOT_NAMES:
-            feats += ["s:capitalised", "W:" + bare]
+    rest = query[1:]
+    if rest != rest.lower():  # some capital letter after the first character
+        for raw in query.split()[1:]:
+            bare = raw.strip(_STRIP)
+            if bare[:1].isupper() and bare not in _NOT_NAMES:
+                feats += ["s:capitalised", "W:" + bare]
     if len(words) <= 2:
         feats.append("s:short")
     elif len(words) >= 15:
@@ -73,7 +76,7 @@ def _query_features(query: str, words: list[str]) -> list[str]:
 
 def feature_strings(query: str) -> list[str]:
     """Word unigrams and bigrams, char 3-5-grams inside words, and a few shape features."""
-    words = normalise(query).split(" ")
+    words = words_of(query)
     feats = _query_features(query, words)
     for w in words:
         feats += _word_features(w)
@@ -87,35 +90,49 @@ def _hash(features: Sequence[str], n_buckets: int) -> np.ndarray:
     )
 
 
-class _FeatureHasher:
-    """Hashed features of queries; each word's features are hashed once and remembered."""
+class _Encoder:
+    """Feature ids of queries, and whether each is informed, in one pass.
 
-    def __init__(self, n_buckets: int) -> None:
-        self.n_buckets = n_buckets
-        self._words: dict[str, np.ndarray] = {}
+    Each word's ids (and whether the model knows it) are worked out once and remembered, so
+    serving costs a normalisation, a few dictionary lookups and the bigrams per query."""
+
+    def __init__(self, n_buckets: int, known: set[int] | None) -> None:
+        self.mask = n_buckets - 1
+        self.known = known
+        self._words: dict[str, tuple[list[int], bool]] = {}
         self._features: dict[str, int] = {}
 
-    def word(self, word: str) -> np.ndarray:
-        hashed = self._words.get(word)
-        if hashed is None:
+    def _word(self, word: str) -> tuple[list[int], bool]:
+        entry = self._words.get(word)
+        if entry is None:
             if len(self._words) >= _WORD_CACHE_LIMIT:
                 self._words.clear()
-            hashed = self._words[word] = _hash(_word_features(word), self.n_buckets)
-        return hashed
+            mask, known = self.mask, self.known
+            ids = [zlib.crc32(f.encode()) & mask for f in _word_features(word)]
+            is_known = known is not None and any(k in known for k in knowledge_keys(word))
+            entry = self._words[word] = (ids, is_known)
+        return entry
 
-    def __call__(self, query: str) -> np.ndarray:
-        words = normalise(query).split(" ")
-        mask = self.n_buckets - 1
-        known = self._features
-        hashed = []
+    def __call__(self, query: str) -> tuple[list[int], bool]:
+        """(feature ids, informed): informed when the model has no record of what it knows, or
+        the query has a known content word, a quote or a capitalised name."""
+        words = words_of(query)
+        features = self._features
+        ids: list[int] = []
+        informed = self.known is None
         for feature in _query_features(query, words):
-            value = known.get(feature)
+            value = features.get(feature)
             if value is None:
-                if len(known) >= _WORD_CACHE_LIMIT:
-                    known.clear()
-                value = known[feature] = zlib.crc32(feature.encode()) & mask
-            hashed.append(value)
-        return np.concatenate([np.array(hashed, dtype=np.int64), *map(self.word, words)])
+                if len(features) >= _WORD_CACHE_LIMIT:
+                    features.clear()
+                value = features[feature] = zlib.crc32(feature.encode()) & self.mask
+            ids.append(value)
+            informed = informed or feature.startswith(("s:quoted", "W:"))
+        for word in words:
+            word_ids, is_known = self._word(word)
+            ids += word_ids
+            informed = informed or is_known
+        return ids, informed
 
 
 def round_to_grid(probabilities: np.ndarray, step: float) -> np.ndarray:
@@ -178,16 +195,18 @@ class HashedNgramStudent:
             self.weights = np.zeros((self.n_buckets, k), dtype=np.float32)
         if self.bias.size == 0:
             self.bias = np.zeros(k, dtype=np.float32)
-        self._hasher = _FeatureHasher(self.n_buckets)
-        self._known_set: set[int] | None = None
-        self._known_words: dict[str, bool] = {}
+        self._reset_encoder()
+
+    def _reset_encoder(self) -> None:
+        known = set(self.known.tolist()) if self.known is not None else None
+        self._encode = _Encoder(self.n_buckets, known)
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
-        rows = [self._hasher(q) for q in queries]
+        rows = [self._encode(q)[0] for q in queries]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(r) for r in rows])
-        indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        indices = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=indptr[-1])
         values = np.concatenate([np.full(len(r), 1 / np.sqrt(len(r))) for r in rows])
         matrix = scipy.sparse.csr_matrix(
             (values, indices, indptr), shape=(len(rows), self.n_buckets)
@@ -198,23 +217,7 @@ class HashedNgramStudent:
     def informed(self, query: str) -> bool:
         """True when the query has a quote, a capitalised name or a content word (or a piece
         of one) seen in training."""
-        if self.known is None:
-            return True
-        if self._known_set is None:
-            self._known_set = set(self.known.tolist())
-        known, words = self._known_set, self._known_words
-        for word in normalise(query).split(" "):
-            hit = words.get(word)
-            if hit is None:
-                if len(words) >= _WORD_CACHE_LIMIT:
-                    words.clear()
-                hit = words[word] = any(k in known for k in knowledge_keys(word))
-            if hit:
-                return True
-        return bool(quoted_spans(query)) or any(
-            raw.strip(_STRIP)[:1].isupper() and raw.strip(_STRIP) not in _NOT_NAMES
-            for raw in query.split()[1:]
-        )
+        return self._encode(query)[1]
 
     # -- training ---------------------------------------------------------------------------
     def fit(
@@ -277,8 +280,7 @@ class HashedNgramStudent:
         self.known = np.unique(
             np.fromiter((k for q in queries for k in knowledge_keys(q)), dtype=np.uint32)
         )
-        self._known_set = None
-        self._known_words = {}
+        self._reset_encoder()
         return TrainingReport(
             epochs=int(result.nit),
             final_loss=float(result.fun),
@@ -289,38 +291,37 @@ class HashedNgramStudent:
     # -- inference --------------------------------------------------------------------------
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
         """Unrounded weight vectors, one row per query (the prior for an uninformed guess)."""
+        prior = self.prior
         if len(queries) == 1:  # the serving case: plain floats beat numpy calls on 4 numbers
-            flat = self._hasher(queries[0])
-            scale = 1 / math.sqrt(len(flat))
-            raw = [
-                v * scale + b
-                for v, b in zip(
-                    self.weights[flat].sum(axis=0).tolist(), self.bias.tolist(), strict=True
-                )
-            ]
+            ids, informed = self._encode(queries[0])
+            if prior is not None and not informed:
+                return np.asarray(prior, dtype=np.float64)[None, :]
+            scale = 1 / math.sqrt(len(ids))
+            sums = self.weights[ids].sum(axis=0).tolist()
+            raw = [v * scale + b for v, b in zip(sums, self.bias.tolist(), strict=True)]
             top = max(raw)
             exps = [math.exp(v - top) for v in raw]
             total = sum(exps)
-            probabilities = [e / total for e in exps]
-            if self.prior is not None and not self.informed(queries[0]):
-                return np.asarray(self.prior, dtype=np.float64)[None, :]
-            return np.array([probabilities])
-        else:
-            feats = [self._hasher(q) for q in queries]
-            lengths = np.fromiter((len(f) for f in feats), dtype=np.int64, count=len(feats))
-            flat = np.concatenate(feats)
-            starts = np.zeros(len(feats), dtype=np.int64)
-            starts[1:] = np.cumsum(lengths)[:-1]
-            sums = np.add.reduceat(self.weights[flat], starts, axis=0)
-            logits = sums / np.sqrt(lengths)[:, None]
-        logits += self.bias
+            return np.array([[e / total for e in exps]])
+        flat: list[int] = []
+        lengths: list[int] = []
+        uninformed: list[int] = []
+        for row, query in enumerate(queries):
+            ids, informed = self._encode(query)
+            flat += ids
+            lengths.append(len(ids))
+            if not informed:
+                uninformed.append(row)
+        size = np.array(lengths, dtype=np.int64)
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        starts[1:] = np.cumsum(size)[:-1]
+        sums = np.add.reduceat(self.weights[np.array(flat, dtype=np.int64)], starts, axis=0)
+        logits = sums / np.sqrt(size)[:, None] + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-        if self.prior is not None:
-            for row, query in enumerate(queries):
-                if not self.informed(query):
-                    result[row] = self.prior
+        if prior is not None and uninformed:
+            result[uninformed] = prior
         return result
 
     def predict_weights(self, queries: Sequence[str]) -> np.ndarray:

@@ -40,6 +40,21 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+# ASCII fast path of `normalise(...).split(" ")`: lowercase, every character that is not a
+# letter, digit, '_', "'" or '-' becomes a space.
+_ASCII_WORD_TABLE = str.maketrans(
+    {chr(c): (chr(c).lower() if chr(c).isalnum() or chr(c) in "_'-" else " ") for c in range(128)}
+)
+
+
+def words_of(text: str) -> list[str]:
+    """The normalised words of a text: `normalise(text).split(" ")`, faster for ASCII."""
+    if text.isascii():
+        words = text.translate(_ASCII_WORD_TABLE).split()
+        return words or [""]
+    return normalise(text).split(" ")
+
+
 def quoted_spans(text: str) -> list[str]:
     """Text inside straight or curly quotes (at least three characters)."""
     return [a or b for a, b in _QUOTED.findall(text)]
