@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import random
+import string
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from intent_router.backends.local import student_decision
 from intent_router.student import FEATURE_VERSION, HashedNgramStudent
 from intent_router.taxonomy import builtin_taxonomy
 from intent_router.teacher import ReferenceTeacher
-from intent_router.text import STOPWORDS
+from intent_router.text import STOPWORDS, normalise, words_of
 
 SIGNALS = builtin_taxonomy().signal_names
 QUERIES = [
@@ -91,3 +93,26 @@ def test_an_artifact_of_feature_version_1_still_loads_without_a_prior(
     assert FEATURE_VERSION == 2
     assert old.prior is None and old.informed("zxqv plorf")
     assert np.allclose(old.predict_proba(["dog barking"]), student.predict_proba(["dog barking"]))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "  ",
+        "Dog's  BARKING!!",
+        's01e02 -- "quote"\ttab',
+        "café Über",
+        "x_y-z 'a'",
+        "\u00a0nbsp",
+    ],
+)
+def test_the_ascii_fast_path_splits_words_exactly_like_normalise(text: str) -> None:
+    assert words_of(text) == normalise(text).split(" ")
+
+
+def test_the_ascii_fast_path_agrees_with_normalise_on_random_printable_text() -> None:
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = "".join(rng.choice(string.printable) for _ in range(rng.randint(0, 40)))
+        assert words_of(text) == normalise(text).split(" "), repr(text)
