@@ -28,7 +28,13 @@ from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
 from intent_router.dataset import check_record_count
-from intent_router.evaluation import TRAFFIC, EvaluationResult, cascade_policy, prior_target
+from intent_router.evaluation import (
+    TRAFFIC,
+    EvaluationResult,
+    cascade_policy,
+    check_cascade_fallback,
+    prior_target,
+)
 from intent_router.gate import GoldenEvidence, decide
 from intent_router.golden import GoldenSet
 from intent_router.inputs import resolve_golden, resolve_traffic
@@ -194,6 +200,7 @@ def start(params: DistillParams) -> Run:
     runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
     check_record_count(params.train_count, backend.limits)
+    check_cascade_fallback(params.cascade_fallback, backend.baselines(taxonomy))
     router = params.router_name or taxonomy.name
     run = Run(
         params=params,
@@ -408,11 +415,12 @@ def with_cascade(
 ) -> ChampionRecord:
     """Calibrate the candidate's confidence and choose its cascade threshold on the holdout."""
     by_role = {e.target.role: e for e in evaluations}
-    if "teacher" not in by_role:
+    fallback = by_role.get(run.params.cascade_fallback)
+    if fallback is None:  # checked at the start; a backend without baselines has none
         return candidate
     policy = cascade_policy(
         by_role["candidate"],
-        by_role["teacher"],
+        fallback,
         data.split.holdout,
         run.taxonomy,
         run.golden,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.backends.base import Backend, Invocation, ModelTarget
 from intent_router.cascade import CascadePolicy, CostModel, build_policy
 from intent_router.dataset import LabelledQuery
+from intent_router.errors import UserInputError
 from intent_router.golden import GoldenEvaluation, GoldenSet, score_golden
 from intent_router.metrics import (
     ModelEvaluation,
@@ -158,6 +159,16 @@ def evaluate_target(
         answers=answers,
         mean_latency_ms=round(mean_latency_ms, 4),
     )
+
+
+def check_cascade_fallback(role: str, baselines: Sequence[ModelTarget]) -> None:
+    """UserInputError unless `role` names one of the backend's evaluated baselines."""
+    roles = [t.role for t in baselines]
+    if role not in roles:
+        raise UserInputError(
+            f"cascade_fallback {role!r} is not a model this backend evaluates; "
+            f"choose one of {', '.join(roles) or 'none'}"
+        )
 
 
 def cascade_policy(

@@ -173,6 +173,12 @@ class DistillParams(BaseModel):
         "clears a threshold, chosen as the lowest whose holdout accuracy (against the teacher) "
         "reaches this; the teacher answers the rest.",
     )
+    cascade_fallback: str = Field(
+        default="teacher",
+        pattern=r"^[a-z0-9][a-z0-9_.:-]{0,80}$",
+        description="Who answers when the student is unsure: the role of an evaluated model, "
+        "'teacher' or (on Bedrock) 'baseline-<name>' of a configured baseline model.",
+    )
     near_duplicate_threshold: float = Field(
         default=0.85,
         gt=0.5,

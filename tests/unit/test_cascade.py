@@ -236,3 +236,14 @@ def test_route_cascade_needs_the_taxonomy_file_of_a_custom_router(
     )
     assert main(["route", "--router", "custom", "--cascade", "rain"]) == 2
     assert "pass --taxonomy FILE" in capsys.readouterr().err
+
+
+def test_the_cascade_fallback_must_be_a_model_the_backend_evaluates(router_home: Path) -> None:
+    from intent_router.backends.local import LocalBackend
+    from intent_router.errors import UserInputError
+    from intent_router.evaluation import check_cascade_fallback
+
+    baselines = LocalBackend(DirectoryStore(router_home / "store")).baselines(builtin_taxonomy())
+    check_cascade_fallback("teacher", baselines)
+    with pytest.raises(UserInputError, match="'baseline-haiku' is not a model this backend"):
+        check_cascade_fallback("baseline-haiku", baselines)
