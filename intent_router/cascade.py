@@ -192,6 +192,7 @@ class CascadePolicy(BaseModel):
     threshold: float
     target_accuracy: float
     fallback: str = Field(description="Model asked when the student is unsure (its name).")
+    fallback_role: str = Field(default="teacher", description="Its role in the evaluation.")
     calibration_error: float = Field(description="Cross-fitted expected calibration error.")
     chosen: CascadePoint
     curve: tuple[CascadePoint, ...]
@@ -212,6 +213,7 @@ def build_policy(
     costs: CostModel,
     target_accuracy: float,
     fallback: str,
+    fallback_role: str = "teacher",
     golden: tuple[Sequence[Sequence[float] | None], Sequence[bool], Sequence[bool]] | None = None,
 ) -> CascadePolicy:
     """Calibrate on the holdout, draw the curve and choose the threshold for the target.
@@ -242,6 +244,7 @@ def build_policy(
         threshold=threshold,
         target_accuracy=target_accuracy,
         fallback=fallback,
+        fallback_role=fallback_role,
         calibration_error=round(
             cross_fitted_error(
                 [student_answers[i] or () for i in parsed], [student_correct[i] for i in parsed]

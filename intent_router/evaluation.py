@@ -226,5 +226,6 @@ def cascade_policy(
         costs=costs,
         target_accuracy=target_accuracy,
         fallback=fallback.target.name,
+        fallback_role=fallback.target.role,
         golden=golden_inputs,
     )

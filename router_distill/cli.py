@@ -628,6 +628,11 @@ def _cascade_fallback(champion: Any, taxonomy_file: str | None) -> Any:
             f"router '{champion.router}' has no cascade policy (its champion was promoted "
             "before confidence was calibrated); run `router-distill run` to train one"
         )
+    if champion.cascade.fallback_role != "teacher":
+        raise UserInputError(
+            f"router '{champion.router}' falls back to {champion.cascade.fallback}; "
+            "route --cascade can only ask the local reference teacher"
+        )
     if taxonomy_file is not None:
         taxonomy = load_taxonomy(taxonomy_file)
     elif champion.taxonomy in builtin_taxonomy_names():
