@@ -14,13 +14,14 @@ import logging
 import math
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 
+from intent_router.taxonomy import Taxonomy
 from intent_router.text import is_content_word, normalise, quoted_spans, words_of
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,17 @@ class _Encoder:
     Each word's ids (and whether the model knows it) are worked out once and remembered, so
     serving costs a normalisation, a few dictionary lookups and the bigrams per query."""
 
-    def __init__(self, n_buckets: int, known: set[int] | None) -> None:
+    def __init__(
+        self,
+        n_buckets: int,
+        known: set[int] | None,
+        phrases: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.mask = n_buckets - 1
         self.known = known
+        self.phrases = dict(phrases or {})
+        self.first_words = {p.split(" ")[0] for p in self.phrases}
+        self.longest = max((len(p.split(" ")) for p in self.phrases), default=0)
         self._words: dict[str, tuple[list[int], bool]] = {}
         self._features: dict[str, int] = {}
 
@@ -120,7 +129,12 @@ class _Encoder:
         features = self._features
         ids: list[int] = []
         informed = self.known is None
-        for feature in _query_features(query, words):
+        query_features = _query_features(query, words)
+        if self.first_words:
+            found = self._phrase_features(words)
+            query_features += found
+            informed = informed or bool(found)
+        for feature in query_features:
             value = features.get(feature)
             if value is None:
                 if len(features) >= _WORD_CACHE_LIMIT:
@@ -133,6 +147,40 @@ class _Encoder:
             ids += word_ids
             informed = informed or is_known
         return ids, informed
+
+    def _phrase_features(self, words: list[str]) -> list[str]:
+        """Features of the taxonomy phrases in the query (longest match first)."""
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            if words[i] in self.first_words:
+                for n in range(min(self.longest, len(words) - i), 0, -1):
+                    found = self.phrases.get(" ".join(words[i : i + n]))
+                    if found is not None:
+                        out += found
+                        i += n - 1
+                        break
+            i += 1
+        return out
+
+
+def taxonomy_phrases(taxonomy: Taxonomy) -> dict[str, tuple[str, ...]]:
+    """The taxonomy's own vocabulary as student features: each attribute value gives its
+    attribute and the signals it informs; each signal cue gives its signal. Learned weights of
+    these features carry over to values the training queries never mentioned."""
+    phrases: dict[str, list[str]] = {}
+    for attribute in taxonomy.attributes:
+        informed = [f"tx:{s}" for s, affinity in attribute.informs.items() if affinity >= 0.5]
+        for value in attribute.values:
+            key = normalise(value)
+            if key:
+                phrases.setdefault(key, []).extend([f"ta:{attribute.name}", *informed])
+    for signal in taxonomy.signals:
+        for cue in signal.cues:
+            key = normalise(cue)
+            if key:
+                phrases.setdefault(key, []).append(f"tc:{signal.name}")
+    return {k: tuple(dict.fromkeys(v)) for k, v in sorted(phrases.items())}
 
 
 def round_to_grid(probabilities: np.ndarray, step: float) -> np.ndarray:
@@ -185,6 +233,7 @@ class HashedNgramStudent:
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     prior: np.ndarray | None = None  # mean soft label of the training set
+    phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # taxonomy_phrases()
     known: np.ndarray | None = None  # sorted uint32 knowledge keys of the training queries
 
     def __post_init__(self) -> None:
@@ -199,7 +248,7 @@ class HashedNgramStudent:
 
     def _reset_encoder(self) -> None:
         known = set(self.known.tolist()) if self.known is not None else None
-        self._encode = _Encoder(self.n_buckets, known)
+        self._encode = _Encoder(self.n_buckets, known, self.phrases)
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
@@ -367,6 +416,7 @@ class HashedNgramStudent:
             "n_buckets": self.n_buckets,
             "round_step": self.round_step,
             "feature_version": FEATURE_VERSION,
+            "phrases": self.phrases,
         }
         arrays: dict[str, Any] = {"weights": self.weights, "bias": self.bias}
         if self.prior is not None and self.known is not None:
@@ -396,4 +446,5 @@ class HashedNgramStudent:
                 bias=archive["bias"],
                 prior=prior,
                 known=known,
+                phrases={k: tuple(v) for k, v in meta.get("phrases", {}).items()},
             )

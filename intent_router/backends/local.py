@@ -40,7 +40,7 @@ from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, pri
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.schema import RoutingDecision, parse_routing_output
 from intent_router.storage import ObjectStore
-from intent_router.student import HashedNgramStudent
+from intent_router.student import HashedNgramStudent, taxonomy_phrases
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
 
@@ -170,7 +170,7 @@ class LocalBackend:
             queries.append(query)
             labels.append([decision.weights[s] for s in request.signals])
         details.update(dataProcessingDetails="Completed", trainingDetails="InProgress")
-        student = HashedNgramStudent(signals=request.signals)
+        student = HashedNgramStudent(signals=request.signals, phrases=taxonomy_phrases(taxonomy))
         started = time.perf_counter()
         report = student.fit(
             queries, np.asarray(labels), l2=self.l2, max_iterations=self.max_iterations
