@@ -30,6 +30,8 @@ FEATURE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 artifacts have no prior and no known-word mask
 _DIGITS = re.compile(r"\d")
 _NOT_NAMES = ("I", "I'll", "I'm", "I've", "I'd")
+CHAR_NGRAMS = (3, 4, 5)  # character n-gram sizes inside words
+LENGTH_NORM = 0.5  # a query's features each count n ** -LENGTH_NORM (n: how many it has)
 _WORD_CACHE_LIMIT = 200_000
 _STRIP = ".,;:!?\"'()"
 _MAYBE_QUOTED = re.compile("[\"'“”‘’]")
@@ -51,7 +53,7 @@ def _word_features(word: str) -> list[str]:
     padded = "<" + _DIGITS.sub("0", word) + ">"
     size = len(padded)
     feats = ["w:" + word]
-    for n in (3, 4, 5):
+    for n in CHAR_NGRAMS:
         feats += ["c:" + padded[i : i + n] for i in range(size - n + 1)]
     return feats
 
@@ -256,7 +258,7 @@ class HashedNgramStudent:
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(r) for r in rows])
         indices = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=indptr[-1])
-        values = np.concatenate([np.full(len(r), 1 / np.sqrt(len(r))) for r in rows])
+        values = np.concatenate([np.full(len(r), len(r) ** -LENGTH_NORM) for r in rows])
         matrix = scipy.sparse.csr_matrix(
             (values, indices, indptr), shape=(len(rows), self.n_buckets)
         )
@@ -349,7 +351,7 @@ class HashedNgramStudent:
             ids, informed = self._encode(queries[0])
             if prior is not None and not informed:
                 return np.asarray(prior, dtype=np.float64)[None, :]
-            scale = 1 / math.sqrt(len(ids))
+            scale = len(ids) ** -LENGTH_NORM
             sums = self.weights[ids].sum(axis=0).tolist()
             raw = [v * scale + b for v, b in zip(sums, self.bias.tolist(), strict=True)]
             top = max(raw)
@@ -369,7 +371,7 @@ class HashedNgramStudent:
         starts = np.zeros(len(lengths), dtype=np.int64)
         starts[1:] = np.cumsum(size)[:-1]
         sums = np.add.reduceat(self.weights[np.array(flat, dtype=np.int64)], starts, axis=0)
-        logits = sums / np.sqrt(size)[:, None] + self.bias
+        logits = sums * (size**-LENGTH_NORM)[:, None] + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
