@@ -22,6 +22,7 @@ from intent_router.traffic import (
     TrafficSource,
     Watermark,
     clean_traffic,
+    normalise_query,
     read_watermark,
     write_watermark,
 )
@@ -98,7 +99,12 @@ def label_traffic(
     texts = [q.query for q in queries]
     known = cache.get_many(texts)
     cached = len(known)
-    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    # Grouped by cache shard, so each chunk's labels land in one or two shard files instead
+    # of one write to nearly every shard (64 shards, 100 labels a chunk).
+    missing = sorted(
+        (t for t in dict.fromkeys(texts) if t not in known),
+        key=lambda t: cache.shard_path(normalise_query(t)),
+    )
     backend = runtime.backend_client()
     calls = 0
     for start in range(0, len(missing), LABEL_CHUNK):
