@@ -10,6 +10,7 @@ patterns (quotes, season/episode, years). Its reasoning names the cues it used.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from importlib import resources
 import numpy as np
 
 from intent_router.schema import RoutingDecision
-from intent_router.student import round_to_grid
 from intent_router.taxonomy import Taxonomy
 from intent_router.text import normalise, quoted_spans
 
@@ -79,6 +79,7 @@ _LISTEN_OPENERS = {
     "sound effect of",
     "sound effects of",
 }
+_RAW_WORD = re.compile(r"[\w']+")
 _DURATION = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?)"
 _METADATA_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
@@ -172,17 +173,30 @@ class ReferenceTeacher:
                     add(value, signal, ATTRIBUTE_STRENGTH * affinity, exact_case=proper)
         self._lexicon = dict(lexicon)
         self._case_sensitive = dict(case_sensitive)
-        self._max_len = max(len(k) for k in self._lexicon) if self._lexicon else 1
-        names = sorted(self._case_sensitive, key=len, reverse=True)
-        self._names = (
-            re.compile(r"(?<![\w'])(?:" + "|".join(map(re.escape, names)) + r")(?![\w'])")
-            if names
-            else None
-        )
-        self._alpha = np.array([0.6 if s == "visual" else 0.4 for s in self.signals])
+        lengths: dict[str, set[int]] = defaultdict(set)
+        for key in self._lexicon:
+            lengths[key[0]].add(len(key))
+        # Phrase lengths worth trying at a word, longest first (most words start no phrase).
+        self._lengths = {w: tuple(sorted(n, reverse=True)) for w, n in lengths.items()}
+        # Case-sensitive names, found by their first word (a dict look-up per query word) and
+        # then confirmed with a small pattern each: one alternation of every name was the
+        # slowest part of a query.
+        self._names_by_first: dict[str, list[tuple[str, re.Pattern[str]]]] = defaultdict(list)
+        for name in sorted(self._case_sensitive, key=lambda n: (-len(n), n)):
+            first = _RAW_WORD.findall(name)
+            if first:
+                pattern = re.compile(r"(?<![\w'])" + re.escape(name) + r"(?![\w'])")
+                self._names_by_first[first[0]].append((name, pattern))
+        self._names_by_first = dict(self._names_by_first)
+        self._log_alpha = [math.log(0.6 if s == "visual" else 0.4) for s in self.signals]
 
     # -- evidence --------------------------------------------------------------------------
     def evidence(self, query: str) -> tuple[np.ndarray, list[CueHit]]:
+        """Evidence per signal (an array in taxonomy order) and the cues behind it."""
+        totals, hits = self._evidence(query)
+        return np.array(totals), hits
+
+    def _evidence(self, query: str) -> tuple[list[float], list[CueHit]]:
         """Evidence per signal and the cues behind it.
 
         Lexicon phrases match longest-first. Their weight is reduced when negated ("without
@@ -207,7 +221,7 @@ class ReferenceTeacher:
                 current_clause += 1
         index = {s: i for i, s in enumerate(self.signals)}
         hits: list[CueHit] = []
-        evidence = np.zeros(len(self.signals))
+        evidence = [0.0] * len(self.signals)
 
         quoted_words = {w for span in quoted_spans(query) for w in normalise(span).split(" ")}
         runs = _capitalised_runs(raw_words)
@@ -216,7 +230,9 @@ class ReferenceTeacher:
         matches: list[tuple[int, int, dict[str, float]]] = []
         i = 0
         while i < len(words):
-            for n in range(min(self._max_len, len(words) - i), 0, -1):
+            for n in self._lengths.get(words[i], ()):
+                if i + n > len(words):
+                    continue
                 contributions = self._lexicon.get(tuple(words[i : i + n]))
                 if contributions is not None:
                     matches.append((i, n, contributions))
@@ -262,7 +278,7 @@ class ReferenceTeacher:
                 evidence[index[signal]] += strength * factor
                 hits.append(CueHit(phrase, signal, strength * factor))
 
-        for found in self._names.finditer(query) if self._names else ():
+        for found in self._find_names(query):
             name = found.group(0)
             followed_by_number = query[found.end() :].lstrip()[:1].isdigit()
             if found.start() == 0 and " " not in name and not followed_by_number:
@@ -294,6 +310,21 @@ class ReferenceTeacher:
                     hits.append(CueHit(f"name '{run}'", "metadata", strength))
         return evidence, hits
 
+    def _find_names(self, query: str) -> list[re.Match[str]]:
+        """Case-sensitive names in the query, left to right, longest first, not overlapping."""
+        found: list[re.Match[str]] = []
+        for word in dict.fromkeys(_RAW_WORD.findall(query)):
+            for _, pattern in self._names_by_first.get(word, ()):
+                found.extend(pattern.finditer(query))
+        found.sort(key=lambda m: (m.start(), -len(m.group(0))))
+        chosen: list[re.Match[str]] = []
+        end = -1
+        for match in found:
+            if match.start() >= end:
+                chosen.append(match)
+                end = match.end()
+        return chosen
+
     @staticmethod
     def _negated(words: list[str], i: int) -> bool:
         window = [w for w in words[max(0, i - 4) : i] if w not in _NEGATION_SKIP]
@@ -301,14 +332,13 @@ class ReferenceTeacher:
 
     # -- decision --------------------------------------------------------------------------
     def route(self, query: str) -> RoutingDecision:
-        evidence, hits = self.evidence(query)
-        logits = EVIDENCE_SCALE * evidence + np.log(self._alpha)
-        weights = np.exp(logits - logits.max())
-        weights /= weights.sum()
-        rounded = round_to_grid(weights[None, :], self.round_step)[0]
-        decision_weights = {
-            s: float(round(w, 4)) for s, w in zip(self.signals, rounded, strict=True)
-        }
+        evidence, hits = self._evidence(query)
+        logits = [EVIDENCE_SCALE * e + a for e, a in zip(evidence, self._log_alpha, strict=True)]
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        total = sum(exps)
+        rounded = _round_row([x / total for x in exps], self.round_step)
+        decision_weights = {s: round(w, 4) for s, w in zip(self.signals, rounded, strict=True)}
         return RoutingDecision(
             weights=decision_weights, reasoning=_reasoning(decision_weights, hits)
         )
@@ -316,6 +346,18 @@ class ReferenceTeacher:
     def label_json(self, query: str) -> str:
         """The teacher's answer as model text (the assistant turn of a training record)."""
         return self.route(query).to_json()
+
+
+def _round_row(probabilities: list[float], step: float) -> list[float]:
+    """One row of student.round_to_grid in plain Python (the same largest-remainder rule)."""
+    units = round(1 / step)
+    scaled = [p * units for p in probabilities]
+    floored = [math.floor(x) for x in scaled]
+    missing = units - sum(floored)
+    order = sorted(range(len(scaled)), key=lambda k: -(scaled[k] - floored[k]))
+    for k in order[:missing]:
+        floored[k] += 1
+    return [f / units for f in floored]
 
 
 def _capitalised_runs(raw_words: list[str]) -> list[tuple[int, int]]:
