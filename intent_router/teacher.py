@@ -2,9 +2,28 @@
 
 It follows the production teacher prompt's guidelines (visual: appearance, objects, actions,
 scenes, camera; audio: sounds, music, noise; transcription: spoken words, dialogue, narration,
-quotes; metadata: names, titles, genres, dates, ratings, rights and other catalogue facts). Cues
-come from a lexicon shipped as data, the taxonomy's own attributes and cue phrases, and a few
-patterns (quotes, season/episode, years). Its reasoning names the cues it used.
+quotes; metadata: names, titles, genres, dates, ratings, rights and other catalogue facts).
+
+Cues come from data: a lexicon (intent_router/data/cues.json), word lists for the language rules
+(data/language.json: sound verbs, speech verbs, spoken formats, languages, ...), names
+(data/entities.json, data/vocabulary.json, data/catalogue.json when present) and the taxonomy's
+own cue phrases and attribute values, which are the strongest cues. Words are matched through
+their inflections (-s, -ing, -ed, ...) and, for unknown words of five letters or more, one typo
+away. Rules then read the query the way a person would:
+
+- negation removes what is excluded ("no music"); an excluded catalogue fact is still one
+  ("not in english");
+- after a speech cue ("where she says ...") and inside quotes the words are spoken content;
+- a first- or second-person line typed without quotes is an utterance ("you shall not pass");
+- a sound verb makes its noun a sound source ("an owl hooting"), as does "the sound of";
+- a voice described by how it sounds is audio ("a raspy voice");
+- a language is a catalogue fact of a video ("documentaries in spanish") but the speech of a
+  person ("someone ordering coffee in italian");
+- a query that is a known title or name is a catalogue look-up ("Up", "the office").
+
+Evidence for one signal grows with each further cue but less and less (the strongest counts in
+full, the next half, ...), so a long scene description does not drown the one word that says
+what is being searched for. The reasoning names the content cues it used.
 """
 
 from __future__ import annotations
@@ -13,6 +32,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -21,47 +41,96 @@ import numpy as np
 
 from intent_router.schema import RoutingDecision
 from intent_router.taxonomy import Taxonomy
-from intent_router.text import normalise, quoted_spans
+from intent_router.text import normalise
+from intent_router.wordforms import TypoIndex, closest_form, stem, suffix_class
 
-ATTRIBUTE_STRENGTH = 2.5
+ATTRIBUTE_STRENGTH = 3.0  # a taxonomy value, times its affinity
+WHOLE_QUERY_STRENGTH = 4.0  # the whole query is a known title, name or taxonomy value
+NAME_STRENGTH = 3.0
 EVIDENCE_SCALE = 0.5  # logits per unit of cue evidence
-NEGATION_FACTOR = 0.3
+DECAY = 0.5  # the k-th strongest cue of a signal counts DECAY**k
+NEGATION_FACTOR = 0.0  # an excluded sound, sight or speech is not what is searched for
+NEGATED_METADATA_FACTOR = 1.0  # "not in english", "no watermark": still a catalogue filter
 SPEECH_SCOPE_FACTOR = 0.3
-_STOPWORDS = {
-    "the",
-    "a",
-    "an",
-    "of",
-    "in",
-    "on",
-    "at",
-    "to",
-    "and",
-    "or",
-    "for",
-    "with",
-    "from",
-    "by",
-    "her",
-    "us",
-    "up",
-    "it",
-    "is",
-    "will",
-    "be",
-    "we",
-    "you",
-    "me",
-    "my",
-    "our",
-}
-_NEGATORS = {"without", "no", "not", "minus", "zero"}
-_NEGATION_SKIP = {"any", "the", "a", "an", "background", "loud", "much"}
+SOUND_SOURCE_FACTOR = 0.35
+EMPHASIS_FACTOR = 1.5
+SPOKEN_CONTENT_BOOST = 1.5
+QUOTE_STRENGTH = 3.5
+UTTERANCE_STRENGTH = 3.0
+VOICE_QUALITY_STRENGTH = 3.0
+CREATOR_STRENGTH = 2.5
+LIVE_SHOW_STRENGTH = 2.5
+SOUND_VERB_STRENGTH = 3.0
+SPEECH_VERB_STRENGTH = 3.0
+WEAK_SPEECH_VERB_STRENGTH = 2.0
+SPOKEN_FORMAT_STRENGTH = 3.0
+PLURAL_FORMAT_STRENGTH = 2.0
+LANGUAGE_STRENGTH = 2.5
+SPEAKER_STRENGTH = 1.0
+MIN_TYPO_LENGTH = 5
+_STOPWORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "and",
+        "or",
+        "for",
+        "with",
+        "from",
+        "by",
+        "her",
+        "us",
+        "up",
+        "it",
+        "is",
+        "will",
+        "be",
+        "we",
+        "you",
+        "me",
+        "my",
+        "our",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "their",
+        "his",
+        "its",
+        "are",
+        "was",
+        "were",
+        "been",
+        "being",
+        "has",
+        "have",
+        "had",
+        "do",
+        "does",
+        "did",
+        "so",
+        "as",
+        "if",
+        "than",
+        "then",
+        "some",
+        "any",
+        "all",
+        "just",
+        "very",
+        "really",
+    ]
+)
 _CLAUSE_WORDS = {"while", "whereas", "then", "but", "with", "and", "as", "featuring", "plus"}
 _CLAUSE_PUNCTUATION = (",", ";", ":", ".", "!", "?", "(", ")")
 _NOT_NAMES = {"I", "I'll", "I'm", "I've", "I'd", "OK", "TV"}
-SOUND_SOURCE_FACTOR = 0.4
-SPOKEN_CONTENT_BOOST = 1.5
 _CONNECTORS = {"of", "the", "and", "a", "in", "on", "to", "for", "&"}
 _LISTEN_OPENERS = {
     "sound of",
@@ -78,6 +147,10 @@ _LISTEN_OPENERS = {
     "recording of",
     "sound effect of",
     "sound effects of",
+    "ambience of",
+    "ambient sound of",
+    "ambient sounds of",
+    "soundscape of",
 }
 _RAW_WORD = re.compile(r"[\w']+")
 _DURATION = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?)"
@@ -99,6 +172,11 @@ _METADATA_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\brated\s+(?:g|pg|pg-13|r|nc-17|tv-ma|tv-14)\b", re.I), "rating"),
 )
+# Quoted text: straight or curly double quotes, or single quotes that may hold apostrophes
+# inside words ('you can't handle the truth').
+_QUOTED = re.compile(
+    r"[\"“”]([^\"“”]{3,})[\"“”]|(?<![\w'])['‘]((?:[^'‘’]|(?<=\w)['’](?=\w)){3,}?)['’](?![\w'])"
+)
 
 
 @dataclass(frozen=True)
@@ -108,25 +186,125 @@ class CueHit:
     strength: float
 
 
+@dataclass(frozen=True)
+class _Match:
+    start: int
+    length: int
+    contributions: dict[str, float]
+    phrase: str
+
+
+def _read_json(name: str) -> object:
+    path = resources.files("intent_router") / "data" / name
+    return json.loads(path.read_text("utf-8")) if path.is_file() else None
+
+
 @cache
 def _builtin_lexicon() -> dict[str, dict[str, float]]:
-    raw = (resources.files("intent_router") / "data" / "cues.json").read_text("utf-8")
-    data: dict[str, dict[str, float]] = json.loads(raw)
+    data = _read_json("cues.json")
+    assert isinstance(data, dict)
     return data
 
 
 @cache
+def _language() -> dict[str, list[str]]:
+    data = _read_json("language.json")
+    assert isinstance(data, dict)
+    return {k: v for k, v in data.items() if isinstance(v, list)}
+
+
+@cache
 def _builtin_entities() -> tuple[str, ...]:
-    raw = (resources.files("intent_router") / "data" / "vocabulary.json").read_text("utf-8")
-    vocab: dict[str, list[str]] = json.loads(raw)
-    extra = resources.files("intent_router") / "data" / "entities.json"
-    names: list[str] = json.loads(extra.read_text("utf-8"))["names"] if extra.is_file() else []
+    vocab = _read_json("vocabulary.json")
+    assert isinstance(vocab, dict)
+    extra = _read_json("entities.json")
+    names: list[str] = extra["names"] if isinstance(extra, dict) else []
     return tuple(
         vocab.get("person_names", [])
         + vocab.get("titles", [])
         + vocab.get("brands_and_teams", [])
         + names
     )
+
+
+@cache
+def _catalogue_names() -> tuple[str, ...]:
+    """Names from data/catalogue.json ({kind: [names]}), when that file is present."""
+    data = _read_json("catalogue.json")
+    if not isinstance(data, dict):
+        return ()
+    names: list[str] = []
+    for kind, values in sorted(data.items()):
+        if kind.startswith("_") or not isinstance(values, list):
+            continue
+        names.extend(v for v in values if isinstance(v, str) and v.strip())
+    return tuple(names)
+
+
+def inflections(verb: str) -> dict[str, str]:
+    """The -s, -ing and -ed forms of a verb (of the first word of a phrasal verb)."""
+    head, _, rest = verb.partition(" ")
+    tail = f" {rest}" if rest else ""
+    irregular = _IRREGULAR.get(head, ())
+    if head.endswith(("s", "x", "z", "ch", "sh")):
+        third = head + "es"
+    elif head.endswith("y") and head[-2:-1] not in "aeiou":
+        third = head[:-1] + "ies"
+    else:
+        third = head + "s"
+    if head.endswith("ie"):
+        ing = head[:-2] + "ying"
+    elif head.endswith("e") and not head.endswith(("ee", "ye", "oe")):
+        ing = head[:-1] + "ing"
+    elif _doubles(head):
+        ing = head + head[-1] + "ing"
+    else:
+        ing = head + "ing"
+    if head.endswith("e"):
+        past = head + "d"
+    elif head.endswith("y") and head[-2:-1] not in "aeiou":
+        past = head[:-1] + "ied"
+    elif _doubles(head):
+        past = head + head[-1] + "ed"
+    else:
+        past = head + "ed"
+    forms = {"s": third + tail, "ing": ing + tail, "ed": past + tail}
+    for n, form in enumerate(irregular):
+        forms[f"irregular{n}"] = form + tail
+    return forms
+
+
+_IRREGULAR = {
+    "say": ("said",),
+    "tell": ("told",),
+    "speak": ("spoke", "spoken"),
+    "sing": ("sang", "sung"),
+    "ring": ("rang", "rung"),
+    "teach": ("taught",),
+    "sell": ("sold",),
+    "swear": ("swore", "sworn"),
+    "weep": ("wept",),
+    "read aloud": ("read aloud",),
+}
+
+
+def _doubles(word: str) -> bool:
+    """Short consonant-vowel-consonant verbs double the last letter: tap -> tapping."""
+    vowels = "aeiou"
+    if len(word) < 3 or word[-1] in vowels + "wxy" or word[-2] not in vowels:
+        return False
+    if word[-3] in vowels:
+        return False
+    return (
+        sum(
+            1 for i, ch in enumerate(word) if ch in vowels and (i == 0 or word[i - 1] not in vowels)
+        )
+        == 1
+    )
+
+
+def _tuple(phrase: str) -> tuple[str, ...]:
+    return tuple(normalise(phrase).split(" "))
 
 
 class ReferenceTeacher:
@@ -136,33 +314,105 @@ class ReferenceTeacher:
         self.taxonomy = taxonomy
         self.signals = taxonomy.signal_names
         self.round_step = round_step
+        signals = set(self.signals)
+        language = _language()
         lexicon: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
         case_sensitive: dict[str, dict[str, float]] = defaultdict(dict)
 
-        def add(phrase: str, signal: str, strength: float, exact_case: bool = False) -> None:
-            if exact_case:
+        def add(
+            phrase: str | tuple[str, ...],
+            signal: str,
+            strength: float,
+            exact_case: bool = False,
+        ) -> None:
+            if signal not in signals or strength <= 0:
+                return
+            if exact_case and isinstance(phrase, str):
                 current = case_sensitive[phrase]
                 current[signal] = max(current.get(signal, 0.0), strength)
                 return
-            key = tuple(normalise(phrase).split(" "))
+            key = phrase if isinstance(phrase, tuple) else _tuple(phrase)
             if key == ("",):
                 return
             current = lexicon[key]
             current[signal] = max(current.get(signal, 0.0), strength)
 
+        # 1. Word lists for the language rules: defaults that the curated lexicon overrides.
+        generated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+
+        def suggest(phrase: str, signal: str, strength: float) -> None:
+            key = _tuple(phrase)
+            if key != ("",):
+                generated[key][signal] = max(generated[key].get(signal, 0.0), strength)
+
+        seen_first = set(language.get("sound_verbs_seen_first", []))
+        self._sound_verb_forms: set[tuple[str, ...]] = set()
+        for verb in language.get("sound_verbs", []):
+            forms = inflections(verb)
+            for kind, form in forms.items():
+                if kind == "s" and verb in seen_first:
+                    continue
+                suggest(form, "audio", SOUND_VERB_STRENGTH)
+                self._sound_verb_forms.add(_tuple(form))
+            if verb not in seen_first:
+                suggest(verb, "audio", SOUND_VERB_STRENGTH - 0.5)
+        weak = set(language.get("speech_verbs_weak", []))
+        for verb in language.get("speech_verbs", []):
+            strength = WEAK_SPEECH_VERB_STRENGTH if verb in weak else SPEECH_VERB_STRENGTH
+            for form in inflections(verb).values():
+                suggest(form, "transcription", strength)
+            if verb not in weak:
+                suggest(verb, "transcription", strength)
+        self._plural_formats: set[tuple[str, ...]] = set()
+        for phrase in language.get("spoken_formats", []):
+            suggest(phrase, "transcription", SPOKEN_FORMAT_STRENGTH)
+            plural = inflections(phrase)["s"] if " " not in phrase else phrase + "s"
+            if not plural.endswith(("ss", "ws")):
+                suggest(plural, "transcription", PLURAL_FORMAT_STRENGTH)
+                self._plural_formats.add(_tuple(plural))
+        for speaker in language.get("speakers", []):
+            suggest(speaker, "transcription", SPEAKER_STRENGTH)
+        self._languages = {_tuple(x) for x in language.get("languages", [])}
+        for name in language.get("languages", []):
+            suggest(name, "metadata", LANGUAGE_STRENGTH)
+        for key, contributions in generated.items():
+            for signal, strength in contributions.items():
+                add(key, signal, strength)
+
+        # 2. The curated lexicon: authoritative for every phrase it lists.
+        curated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
         for signal, phrases in _builtin_lexicon().items():
-            if signal in self.signals:
-                for phrase, strength in phrases.items():
-                    add(phrase, signal, float(strength))
+            for phrase, strength in phrases.items():
+                key = _tuple(phrase)
+                if key != ("",):
+                    curated[key][signal] = max(curated[key].get(signal, 0.0), float(strength))
+        for key, contributions in curated.items():
+            lexicon[key] = {s: v for s, v in contributions.items() if s in signals}
+            if not lexicon[key]:
+                del lexicon[key]
+        self._known_words = set(language.get("common_words", [])) | _STOPWORDS
+        for key in lexicon:
+            self._known_words.update(key)
         common_words = {k[0] for k in lexicon if len(k) == 1} | _STOPWORDS
 
         def looks_common(name: str) -> bool:
             words = normalise(name).split(" ")
             return len(words) == 1 or all(w in common_words for w in words)
 
-        if "metadata" in self.signals:
-            for entity in _builtin_entities():
-                add(entity, "metadata", 3.0, exact_case=looks_common(entity))
+        # 3. Names and the taxonomy: the strongest cues.
+        self._whole: dict[str, dict[str, float]] = defaultdict(dict)
+
+        def whole(phrase: str, signal: str, strength: float) -> None:
+            key = normalise(phrase)
+            if signal in signals and key:
+                self._whole[key][signal] = max(self._whole[key].get(signal, 0.0), strength)
+
+        names = list(_builtin_entities()) + list(_catalogue_names())
+        if "metadata" in signals:
+            for entity in names:
+                add(entity, "metadata", NAME_STRENGTH, exact_case=looks_common(entity))
+                whole(entity, "metadata", WHOLE_QUERY_STRENGTH)
+                self._known_words.update(normalise(entity).split(" "))
         for spec in taxonomy.signals:
             for phrase in spec.cues:
                 add(phrase, spec.name, 2.0)
@@ -171,16 +421,51 @@ class ReferenceTeacher:
                 proper = value[:1].isupper() and looks_common(value)
                 for signal, affinity in attribute.informs.items():
                     add(value, signal, ATTRIBUTE_STRENGTH * affinity, exact_case=proper)
+                    whole(value, signal, WHOLE_QUERY_STRENGTH * affinity)
+                self._known_words.update(normalise(value).split(" "))
+        self._whole = dict(self._whole)
         self._lexicon = dict(lexicon)
         self._case_sensitive = dict(case_sensitive)
+
         lengths: dict[str, set[int]] = defaultdict(set)
         for key in self._lexicon:
             lengths[key[0]].add(len(key))
         # Phrase lengths worth trying at a word, longest first (most words start no phrase).
         self._lengths = {w: tuple(sorted(n, reverse=True)) for w, n in lengths.items()}
+        # The same phrases by the stems of their words ("doors creaking" -> "door creaking").
+        by_stem: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+        for key in self._lexicon:
+            by_stem[tuple(stem(w) for w in key)].append(key)
+        self._by_stem: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for stems, keys in by_stem.items():
+            keys.sort()
+            self._by_stem[stems] = (
+                keys[0] if len(keys) == 1 else min(keys, key=lambda k: (len(k), k))
+            )
+        self._stem_forms: dict[str, list[str]] = defaultdict(list)
+        for key in self._lexicon:
+            if len(key) == 1:
+                self._stem_forms[stem(key[0])].append(key[0])
+        stem_lengths: dict[str, set[int]] = defaultdict(set)
+        for stems in self._by_stem:
+            if len(stems) > 1:
+                stem_lengths[stems[0]].add(len(stems))
+        self._stem_lengths = {w: tuple(sorted(n, reverse=True)) for w, n in stem_lengths.items()}
+        self._typos = TypoIndex((k[0] for k in self._lexicon if len(k) == 1), min_length=4)
+        self._known_stems = {stem(w) for w in self._known_words}
+        # Plural spoken formats are catalogue shelves ("sermons in portuguese", "lectures
+        # longer than 2 hours"): spoken, but they do not make what follows spoken content.
+        for key in self._lexicon:
+            if len(key) == 1 and suffix_class(key[0]) == "s":
+                singular = [
+                    f for f in self._stem_forms.get(stem(key[0]), []) if suffix_class(f) == "base"
+                ]
+                if any(self._lexicon[(f,)].get("transcription", 0) >= 2.5 for f in singular):
+                    self._plural_formats.add(key)
+        self._word_cache: dict[str, str | None] = {}
+
         # Case-sensitive names, found by their first word (a dict look-up per query word) and
-        # then confirmed with a small pattern each: one alternation of every name was the
-        # slowest part of a query.
+        # then confirmed with a small pattern each.
         self._names_by_first: dict[str, list[tuple[str, re.Pattern[str]]]] = defaultdict(list)
         for name in sorted(self._case_sensitive, key=lambda n: (-len(n), n)):
             first = _RAW_WORD.findall(name)
@@ -190,6 +475,104 @@ class ReferenceTeacher:
         self._names_by_first = dict(self._names_by_first)
         self._log_alpha = [math.log(0.6 if s == "visual" else 0.4) for s in self.signals]
 
+        def listed(name: str) -> set[tuple[str, ...]]:
+            return {_tuple(p) for p in language.get(name, [])}
+
+        self._negators = listed("negators")
+        self._negation_skip = {w for p in listed("negation_skip") for w in p}
+        self._negation_enders = {w for p in listed("negation_enders") for w in p}
+        self._emphasis = listed("emphasis")
+        self._pronouns = {w for p in listed("utterance_pronouns") for w in p}
+        self._strong_pronouns = self._pronouns - {
+            "me",
+            "my",
+            "our",
+            "ours",
+            "us",
+            "myself",
+            "ourselves",
+            "yourself",
+            "yours",
+        }
+        self._frames = listed("request_frames")
+        self._starters = listed("utterance_starters")
+        self._people = listed("people") | listed("speakers")
+        self._media = {w for p in listed("media_nouns") for w in p}
+        self._voice_qualities = listed("voice_qualities")
+        self._language_before = {p[-1] for p in listed("language_frames_before")} | {
+            "speaking",
+            "speaks",
+            "spoken",
+        }
+        self._language_after = listed("language_frames_after") | {
+            p[:1] for p in listed("language_frames_after")
+        }
+        self._voice_nouns = {w for p in listed("voice_nouns") for w in p}
+
+    # -- words -----------------------------------------------------------------------------
+    def _resolve_word(self, word: str, typo: bool = True) -> str | None:
+        """The lexicon word an unknown word stands for: another form of it, or one typo away."""
+        cached = self._word_cache.get(word, "")
+        if cached != "":
+            if cached is None or typo or stem(cached) == stem(word):
+                return cached
+            return None
+        found: str | None = None
+        forms = self._stem_forms.get(stem(word))
+        if forms:
+            found = closest_form(word, forms)
+        elif (
+            len(word) >= MIN_TYPO_LENGTH
+            and word.isalpha()
+            and word not in self._known_words
+            and stem(word) not in self._known_stems
+        ):
+            for candidate in self._typos.candidates(word):
+                found = candidate
+                break
+            if found is None and word.endswith("s"):
+                for candidate in self._typos.candidates(word[:-1]):
+                    found = candidate
+                    break
+        if len(self._word_cache) > 200_000:
+            self._word_cache.clear()
+        self._word_cache[word] = found
+        return found
+
+    def _match(self, words: list[str], capital: list[bool]) -> list[_Match]:
+        """Lexicon phrases, longest first: exact words, then word stems, then a single word
+        through its other forms or a typo (never a capitalised word: that may be a name)."""
+        matches: list[_Match] = []
+        stems = [stem(w) for w in words]
+        i = 0
+        count = len(words)
+        while i < count:
+            found: _Match | None = None
+            exact = self._lengths.get(words[i], ())
+            by_stem = self._stem_lengths.get(stems[i], ())
+            for n in sorted(set(exact) | set(by_stem), reverse=True):
+                if i + n > count:
+                    continue
+                key = tuple(words[i : i + n])
+                contributions = self._lexicon.get(key)
+                if contributions is None and n > 1:
+                    stem_key = self._by_stem.get(tuple(stems[i : i + n]))
+                    contributions = self._lexicon.get(stem_key) if stem_key else None
+                if contributions is not None:
+                    found = _Match(i, n, contributions, " ".join(key))
+                    break
+            if found is None:
+                resolved = self._resolve_word(words[i], typo=not capital[i])
+                if resolved is not None:
+                    phrase = words[i] if stem(resolved) == stems[i] else resolved
+                    found = _Match(i, 1, self._lexicon[(resolved,)], phrase)
+            if found is None:
+                i += 1
+                continue
+            matches.append(found)
+            i += found.length
+        return matches
+
     # -- evidence --------------------------------------------------------------------------
     def evidence(self, query: str) -> tuple[np.ndarray, list[CueHit]]:
         """Evidence per signal (an array in taxonomy order) and the cues behind it."""
@@ -197,118 +580,292 @@ class ReferenceTeacher:
         return np.array(totals), hits
 
     def _evidence(self, query: str) -> tuple[list[float], list[CueHit]]:
-        """Evidence per signal and the cues behind it.
-
-        Lexicon phrases match longest-first. Their weight is reduced when negated ("without
-        music"), when they sit inside spoken content (after a speech cue or in quotes), when they
-        are part of a capitalised name or title ("Rain Man"), and when a visual noun is only the
-        source of a sound ("dog barking", "sound of a train").
-        """
         raw_words = query.split()
         words: list[str] = []
         owner: list[int] = []  # raw word index of each normalised word
         clause: list[int] = []  # clause number of each normalised word
+        capital: list[bool] = []
         current_clause = 0
         for position, raw in enumerate(raw_words):
             tokens = [t for t in normalise(raw).split(" ") if t]
             if raw.startswith(_CLAUSE_PUNCTUATION) or (tokens and tokens[0] in _CLAUSE_WORDS):
                 current_clause += 1
+            is_capital = raw.lstrip("\"'“‘(")[:1].isupper()
             for token in tokens:
                 words.append(token)
                 owner.append(position)
                 clause.append(current_clause)
+                capital.append(is_capital)
             if raw.endswith(_CLAUSE_PUNCTUATION):
                 current_clause += 1
         index = {s: i for i, s in enumerate(self.signals)}
+        parts: list[list[float]] = [[] for _ in self.signals]
         hits: list[CueHit] = []
-        evidence = [0.0] * len(self.signals)
 
-        quoted_words = {w for span in quoted_spans(query) for w in normalise(span).split(" ")}
+        def credit(phrase: str, signal: str, strength: float) -> None:
+            if signal in index and strength > 0:
+                parts[index[signal]].append(strength)
+                hits.append(CueHit(phrase, signal, strength))
+
+        spans = _quoted_spans(query)
+        quoted_words = {w for span in spans for w in normalise(span).split(" ")}
         runs = _capitalised_runs(raw_words)
         in_title = {p for start, end in runs for p in range(start, end)}
+        matches = self._match(words, capital)
+        negated = self._negation(words, clause)
+        emphasised = self._emphasis_flags(words, clause)
+        whole_query = normalise(query)
 
-        matches: list[tuple[int, int, dict[str, float]]] = []
-        i = 0
-        while i < len(words):
-            for n in self._lengths.get(words[i], ()):
-                if i + n > len(words):
-                    continue
-                contributions = self._lexicon.get(tuple(words[i : i + n]))
-                if contributions is not None:
-                    matches.append((i, n, contributions))
-                    i += n
-                    break
-            else:
-                i += 1
+        def is_negated(m: _Match) -> bool:
+            return negated[m.start]
 
         speech_openers = [
-            i + n - 1
-            for i, n, c in matches
-            if c.get("transcription", 0) >= 2.5 and not self._negated(words, i)
+            m.start + m.length - 1
+            for m in matches
+            if m.contributions.get("transcription", 0) >= 2.5
+            and not is_negated(m)
+            and tuple(words[m.start : m.start + m.length]) not in self._plural_formats
+            and words[m.start + m.length - 1] != "with"  # "interview with" names a speaker
         ]
         listen_openers = [
-            i + n - 1 for i, n, c in matches if " ".join(words[i : i + n]) in _LISTEN_OPENERS
+            m.start + m.length - 1
+            for m in matches
+            if " ".join(words[m.start : m.start + m.length]) in _LISTEN_OPENERS
         ]
 
         def in_scope(position: int, openers: list[int]) -> bool:
             return any(o < position and clause[o] == clause[position] for o in openers)
 
         sound_at = [
-            i
-            for i, n, c in matches
-            if c.get("audio", 0) >= 2.5 and c.get("visual", 0) < 2 and n == 1
+            m.start
+            for m in matches
+            if m.contributions.get("audio", 0) >= 2.5
+            and m.contributions.get("audio", 0) > m.contributions.get("visual", 0)
+            and not is_negated(m)
         ]
+        voice_quality = self._voice_quality_positions(words)
+        spoken_language, idle_language = self._language_roles(words, clause, matches)
 
-        for i, n, contributions in matches:
-            phrase = " ".join(words[i : i + n])
-            negated = self._negated(words, i)
+        for m in matches:
+            i = m.start
+            contributions = m.contributions
+            if i in voice_quality:
+                contributions = {"audio": VOICE_QUALITY_STRENGTH}
+            if i in spoken_language and "metadata" in contributions:
+                contributions = {"transcription": contributions["metadata"]}
+            elif i in idle_language:
+                continue
+            negative = is_negated(m)
             spoken = words[i] in quoted_words or in_scope(i, speech_openers)
             titled = owner[i] in in_title and len(runs) > 0
             sound_source = in_scope(i, listen_openers) or any(
-                0 < s - i <= 2 or (s < i and clause[s] == clause[i]) for s in sound_at
+                s != i and (0 < s - i <= 2 or (s < i and clause[s] == clause[i])) for s in sound_at
             )
             for signal, strength in contributions.items():
-                factor = NEGATION_FACTOR if negated else 1.0
+                factor = 1.0
+                if negative:
+                    factor = NEGATED_METADATA_FACTOR if signal == "metadata" else NEGATION_FACTOR
                 if spoken and signal != "transcription":
                     factor *= SPEECH_SCOPE_FACTOR
                 if titled and signal != "metadata":
                     factor *= SPEECH_SCOPE_FACTOR
                 if sound_source and signal == "visual":
                     factor *= SOUND_SOURCE_FACTOR
-                evidence[index[signal]] += strength * factor
-                hits.append(CueHit(phrase, signal, strength * factor))
+                if emphasised[i] and not negative:
+                    factor *= EMPHASIS_FACTOR
+                credit(m.phrase, signal, strength * factor)
 
+        # Names written with their capitals (common words only count as names that way).
         for found in self._find_names(query):
             name = found.group(0)
-            followed_by_number = query[found.end() :].lstrip()[:1].isdigit()
-            if found.start() == 0 and " " not in name and not followed_by_number:
+            rest = query[found.end() :].strip(" .,;:!?\"'()")
+            followed_by_number = rest[:1].isdigit()
+            if found.start() == 0 and " " not in name and rest and not followed_by_number:
                 continue  # a lone common word that opens the query is just capitalised
-            for signal, strength in self._case_sensitive[name].items():
-                evidence[index[signal]] += strength
-                hits.append(CueHit(name, signal, strength))
+            whole_name = not rest and found.start() == 0
+            for signal, value in self._case_sensitive[name].items():
+                credit(name, signal, WHOLE_QUERY_STRENGTH if whole_name else value)
+        # The whole query is a known title, name or taxonomy value ("the office", "Up").
+        bare = whole_query[4:] if whole_query.startswith("the ") else whole_query
+        for key in dict.fromkeys((whole_query, bare)):
+            for signal, value in self._whole.get(key, {}).items():
+                credit(f"title '{key}'", signal, value)
+            if key in self._whole:
+                break
         if "transcription" in index:
-            t = index["transcription"]
-            for span in quoted_spans(query):
-                evidence[t] += 3.5
-                hits.append(CueHit(f'"{span}"', "transcription", 3.5))
+            for span in spans:
+                credit(f'"{span}"', "transcription", QUOTE_STRENGTH)
             for opener in speech_openers:
-                if opener + 1 < len(words) and clause[opener + 1] == clause[opener]:
-                    evidence[t] += SPOKEN_CONTENT_BOOST
-                    hits.append(CueHit("spoken content", "transcription", SPOKEN_CONTENT_BOOST))
+                after = opener + 1
+                if after < len(words) and clause[after] == clause[opener]:
+                    credit("spoken content", "transcription", SPOKEN_CONTENT_BOOST)
+            if not spans:
+                line = self._utterance(words)
+                if line:
+                    credit(f"line '{line}'", "transcription", UTTERANCE_STRENGTH)
         if "metadata" in index:
-            m = index["metadata"]
             for pattern, label in _METADATA_PATTERNS:
                 for found in pattern.finditer(query):
-                    evidence[m] += 3.0
-                    hits.append(CueHit(f"{label} '{found.group(0)}'", "metadata", 3.0))
+                    credit(f"{label} '{found.group(0)}'", "metadata", 3.0)
+            for phrase, strength in self._catalogue_frames(words, matches):
+                credit(phrase, "metadata", strength)
             known = {h.phrase.lower() for h in hits if h.signal == "metadata"}
             for start, end in runs:
                 run = " ".join(raw_words[start:end]).strip(".,;:!?\"'()")
                 if run.lower() not in known:
-                    strength = 2.5 if end - start > 1 else 1.2
-                    evidence[m] += strength
-                    hits.append(CueHit(f"name '{run}'", "metadata", strength))
-        return evidence, hits
+                    credit(f"name '{run}'", "metadata", 2.5 if end - start > 1 else 1.2)
+        totals = []
+        for values in parts:
+            values.sort(reverse=True)
+            totals.append(sum(v * DECAY**k for k, v in enumerate(values)))
+        return totals, hits
+
+    # -- rules -----------------------------------------------------------------------------
+    def _negation(self, words: list[str], clause: list[int]) -> list[bool]:
+        """Which words a negator reaches: up to three content words after it, through 'or' and
+        filler ('doesnt have that generic epic music'), until a contrast ('just', 'but')."""
+        flags = [False] * len(words)
+        i = 0
+        count = len(words)
+        while i < count:
+            width = 0
+            for n in (3, 2, 1):
+                if i + n <= count and tuple(words[i : i + n]) in self._negators:
+                    width = n
+                    break
+            if not width:
+                i += 1
+                continue
+            budget = 3
+            j = i + width
+            while j < count and budget > 0:
+                word = words[j]
+                if word in self._negation_enders or (clause[j] != clause[i] and budget < 3):
+                    break
+                if tuple(words[j : j + 1]) in self._negators:
+                    break
+                flags[j] = True
+                if word not in self._negation_skip:
+                    budget -= 1
+                j += 1
+            i = j
+        return flags
+
+    def _emphasis_flags(self, words: list[str], clause: list[int]) -> list[bool]:
+        flags = [False] * len(words)
+        for i in range(len(words)):
+            for n in (2, 1):
+                if i + n <= len(words) and tuple(words[i : i + n]) in self._emphasis:
+                    for j in range(i + n, min(len(words), i + n + 3)):
+                        if clause[j] == clause[i]:
+                            flags[j] = True
+                    break
+        return flags
+
+    def _voice_quality_positions(self, words: list[str]) -> set[int]:
+        """Voice nouns described by how they sound ('raspy voice', 'deep voice')."""
+        found: set[int] = set()
+        for i, word in enumerate(words):
+            if word not in self._voice_nouns:
+                continue
+            for n in (3, 2, 1):
+                for start in range(max(0, i - 2 - n + 1), i):
+                    if tuple(words[start : start + n]) in self._voice_qualities:
+                        found.add(i)
+        return found
+
+    def _language_roles(
+        self, words: list[str], clause: list[int], matches: list[_Match]
+    ) -> tuple[set[int], set[int]]:
+        """Where a language name is a person's speech ('someone ordering coffee in italian')
+        and where it is no language at all ('a hawaiian shirt', 'french fries'). Elsewhere it
+        is a catalogue fact: 'documentaries in spanish', 'english subtitles', 'korean dramas',
+        'not in english'."""
+        spoken: set[int] = set()
+        idle: set[int] = set()
+        count = len(words)
+        for m in matches:
+            if tuple(words[m.start : m.start + m.length]) not in self._languages:
+                continue
+            before = words[m.start - 1] if m.start else ""
+            end = m.start + m.length
+            after = tuple(words[end : end + 2])
+            framed = (
+                before in self._language_before
+                or (after[:1] and after[:1] in self._language_after)
+                or after in self._language_after
+                or any(w in self._media for w in words[end : end + 3])
+                or any(w in self._media for w in words[max(0, m.start - 2) : m.start])
+                or count == m.length
+            )
+            if before == "with" and not (
+                after[:1] in self._language_after or after in self._language_after
+            ):
+                framed = False
+            if not framed:
+                idle.add(m.start)
+                continue
+            if before not in {"in", "speaking", "speaks", "spoken"}:
+                continue
+            for j in range(m.start - 1, -1, -1):
+                if clause[j] != clause[m.start] and words[j] not in _CLAUSE_WORDS:
+                    break
+                if words[j] in self._media:
+                    break
+                if (words[j],) in self._people or tuple(
+                    words[max(0, j - 1) : j + 1]
+                ) in self._people:
+                    spoken.add(m.start)
+                    break
+        return spoken, idle
+
+    def _utterance(self, words: list[str]) -> str:
+        """An unquoted first- or second-person line ('i'm gonna make him an offer he can't
+        refuse'), unless the pronoun is the searcher's own ('i need', 'you can hear')."""
+        if not any(w in self._strong_pronouns for w in words):
+            return ""
+        covered = [False] * len(words)
+        for i in range(len(words)):
+            for n in (4, 3, 2, 1):
+                if i + n <= len(words) and tuple(words[i : i + n]) in self._frames:
+                    for j in range(i, i + n):
+                        covered[j] = True
+                    break
+        starter = next(
+            (
+                i
+                for i in range(len(words))
+                for n in (4, 3, 2)
+                if tuple(words[i : i + n]) in self._starters
+            ),
+            None,
+        )
+        for i, word in enumerate(words):
+            if word in self._strong_pronouns and (not covered[i] or starter is not None):
+                start = starter if starter is not None else max(0, i - 1)
+                content = [w for w in words[start:] if w not in _STOPWORDS]
+                return " ".join(words[start : start + 6]) if content else ""
+        return ""
+
+    def _catalogue_frames(self, words: list[str], matches: list[_Match]) -> list[tuple[str, float]]:
+        """Catalogue facts said with a frame: 'videos by mkbhd' (a creator), 'sting live in
+        berlin' (a live show)."""
+        found: list[tuple[str, float]] = []
+        matched = {p for m in matches for p in range(m.start, m.start + m.length)}
+        for i, word in enumerate(words[:-1]):
+            if word == "by" and i > 0 and words[i - 1] in self._media:
+                name = words[i + 1]
+                if name not in self._known_words and (i + 1) not in matched:
+                    found.append((f"creator '{name}'", CREATOR_STRENGTH))
+            if (
+                word == "live"
+                and i > 0
+                and words[i + 1] in {"in", "at", "from"}
+                and i + 2 < len(words)
+                and words[i - 1] not in self._known_words | self._pronouns | {"who", "that"}
+            ):
+                found.append((f"live show '{' '.join(words[i - 1 : i + 3])}'", LIVE_SHOW_STRENGTH))
+        return found
 
     def _find_names(self, query: str) -> list[re.Match[str]]:
         """Case-sensitive names in the query, left to right, longest first, not overlapping."""
@@ -325,11 +882,6 @@ class ReferenceTeacher:
                 end = match.end()
         return chosen
 
-    @staticmethod
-    def _negated(words: list[str], i: int) -> bool:
-        window = [w for w in words[max(0, i - 4) : i] if w not in _NEGATION_SKIP]
-        return any(w in _NEGATORS for w in window[-2:])
-
     # -- decision --------------------------------------------------------------------------
     def route(self, query: str) -> RoutingDecision:
         evidence, hits = self._evidence(query)
@@ -337,7 +889,8 @@ class ReferenceTeacher:
         top = max(logits)
         exps = [math.exp(x - top) for x in logits]
         total = sum(exps)
-        rounded = _round_row([x / total for x in exps], self.round_step)
+        probabilities = [x / total for x in exps]
+        rounded = _round_row(probabilities, self.round_step)
         decision_weights = {s: round(w, 4) for s, w in zip(self.signals, rounded, strict=True)}
         return RoutingDecision(
             weights=decision_weights, reasoning=_reasoning(decision_weights, hits)
@@ -348,8 +901,14 @@ class ReferenceTeacher:
         return self.route(query).to_json()
 
 
+def _quoted_spans(text: str) -> list[str]:
+    return [a or b for a, b in _QUOTED.findall(text)]
+
+
 def _round_row(probabilities: list[float], step: float) -> list[float]:
-    """One row of student.round_to_grid in plain Python (the same largest-remainder rule)."""
+    """One row of student.round_to_grid in plain Python (the same largest-remainder rule),
+    except that the most likely signal keeps a strict lead: rounding must not turn the
+    teacher's first choice into a tie that the taxonomy order then breaks the other way."""
     units = round(1 / step)
     scaled = [p * units for p in probabilities]
     floored = [math.floor(x) for x in scaled]
@@ -357,6 +916,12 @@ def _round_row(probabilities: list[float], step: float) -> list[float]:
     order = sorted(range(len(scaled)), key=lambda k: -(scaled[k] - floored[k]))
     for k in order[:missing]:
         floored[k] += 1
+    best = max(range(len(probabilities)), key=lambda k: (probabilities[k], -k))
+    rivals = [k for k in range(len(floored)) if k != best and floored[k] >= floored[best]]
+    if rivals and probabilities[best] > max(probabilities[k] for k in rivals):
+        for k in rivals:
+            floored[k] -= 1
+            floored[best] += 1
     return [f / units for f in floored]
 
 
@@ -388,14 +953,15 @@ def _capitalised_runs(raw_words: list[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def _reasoning(weights: dict[str, float], hits: list[CueHit]) -> str:
+def _reasoning(weights: dict[str, float], hits: Iterable[CueHit]) -> str:
     by_signal: dict[str, list[str]] = defaultdict(list)
+    hits = list(hits)
     for hit in sorted(hits, key=lambda h: -h.strength):
-        if hit.phrase not in by_signal[hit.signal]:
+        if hit.strength > 0 and hit.phrase not in by_signal[hit.signal]:
             by_signal[hit.signal].append(hit.phrase)
     ordered = sorted(weights, key=lambda s: -weights[s])
     top = ordered[0]
-    if not hits:
+    if not any(h.strength > 0 for h in hits):
         return f"No specific cues; default emphasis on {top}."
     parts = []
     for signal in ordered:
