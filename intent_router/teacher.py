@@ -34,7 +34,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -42,11 +42,12 @@ import numpy as np
 from intent_router.schema import RoutingDecision
 from intent_router.taxonomy import Taxonomy
 from intent_router.text import normalise
-from intent_router.wordforms import TypoIndex, closest_form, stem, suffix_class
+from intent_router.wordforms import TypoIndex, closest_form, stem
 
 ATTRIBUTE_STRENGTH = 3.0  # a taxonomy value, times its affinity
 WHOLE_QUERY_STRENGTH = 4.0  # the whole query is a known title, name or taxonomy value
 NAME_STRENGTH = 3.0
+OPENING_NAME_STRENGTH = 2.5  # a capitalised common word that is a name, opening the query
 EVIDENCE_SCALE = 0.5  # logits per unit of cue evidence
 DECAY = 0.5  # the k-th strongest cue of a signal counts DECAY**k
 NEGATION_FACTOR = 0.0  # an excluded sound, sight or speech is not what is searched for
@@ -67,7 +68,7 @@ SPOKEN_FORMAT_STRENGTH = 3.0
 PLURAL_FORMAT_STRENGTH = 2.0
 LANGUAGE_STRENGTH = 2.5
 SPEAKER_STRENGTH = 1.0
-MIN_TYPO_LENGTH = 5
+MIN_TYPO_LENGTH = 6
 _STOPWORDS = frozenset(
     [
         "the",
@@ -152,6 +153,46 @@ _LISTEN_OPENERS = {
     "ambient sounds of",
     "soundscape of",
 }
+_NOT_PERFORMERS = frozenset(
+    [
+        "who",
+        "that",
+        "which",
+        "to",
+        "they",
+        "people",
+        "animals",
+        "fish",
+        "birds",
+        "creatures",
+        "families",
+        "can",
+        "will",
+        "would",
+        "and",
+        "or",
+        "where",
+        "still",
+    ]
+)
+_SOUND_HEADS = frozenset(
+    [
+        "sound",
+        "sounds",
+        "noise",
+        "noises",
+        "ambience",
+        "ambiance",
+        "ambient",
+        "soundscape",
+        "soundscapes",
+        "sfx",
+        "audio",
+        "asmr",
+        "effect",
+        "effects",
+    ]
+)
 _RAW_WORD = re.compile(r"[\w']+")
 _DURATION = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?)"
 _METADATA_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -357,10 +398,13 @@ class ReferenceTeacher:
             if verb not in seen_first:
                 suggest(verb, "audio", SOUND_VERB_STRENGTH - 0.5)
         weak = set(language.get("speech_verbs_weak", []))
+        self._weak_speech_forms: set[tuple[str, ...]] = set()
         for verb in language.get("speech_verbs", []):
             strength = WEAK_SPEECH_VERB_STRENGTH if verb in weak else SPEECH_VERB_STRENGTH
             for form in inflections(verb).values():
                 suggest(form, "transcription", strength)
+                if verb in weak:
+                    self._weak_speech_forms.add(_tuple(form))
             if verb not in weak:
                 suggest(verb, "transcription", strength)
         self._plural_formats: set[tuple[str, ...]] = set()
@@ -390,14 +434,22 @@ class ReferenceTeacher:
             lexicon[key] = {s: v for s, v in contributions.items() if s in signals}
             if not lexicon[key]:
                 del lexicon[key]
+        # Typos are fixed towards words of the lexicon and word lists only, never towards a
+        # name ('turning' is not 'turing').
+        typo_targets = {w for key in lexicon for w in key}
         self._known_words = set(language.get("common_words", [])) | _STOPWORDS
         for key in lexicon:
             self._known_words.update(key)
-        common_words = {k[0] for k in lexicon if len(k) == 1} | _STOPWORDS
+        common_words = (
+            {k[0] for k in lexicon if len(k) == 1}
+            | _STOPWORDS
+            | set(language.get("common_words", []))
+        )
 
         def looks_common(name: str) -> bool:
-            words = normalise(name).split(" ")
-            return len(words) == 1 or all(w in common_words for w in words)
+            """A name made only of everyday words ('Up', 'The Office') counts only when it is
+            written with its capitals or is the whole query."""
+            return all(w in common_words for w in normalise(name).split(" "))
 
         # 3. Names and the taxonomy: the strongest cues.
         self._whole: dict[str, dict[str, float]] = defaultdict(dict)
@@ -451,18 +503,17 @@ class ReferenceTeacher:
             if len(stems) > 1:
                 stem_lengths[stems[0]].add(len(stems))
         self._stem_lengths = {w: tuple(sorted(n, reverse=True)) for w, n in stem_lengths.items()}
-        self._typos = TypoIndex((k[0] for k in self._lexicon if len(k) == 1), min_length=4)
+        self._vocabulary = {w for key in self._lexicon for w in key}
+        name_words = self._vocabulary - typo_targets
+        self._typos = TypoIndex(typo_targets - name_words, min_length=MIN_TYPO_LENGTH)
         self._known_stems = {stem(w) for w in self._known_words}
         # Plural spoken formats are catalogue shelves ("sermons in portuguese", "lectures
         # longer than 2 hours"): spoken, but they do not make what follows spoken content.
-        for key in self._lexicon:
-            if len(key) == 1 and suffix_class(key[0]) == "s":
-                singular = [
-                    f for f in self._stem_forms.get(stem(key[0]), []) if suffix_class(f) == "base"
-                ]
-                if any(self._lexicon[(f,)].get("transcription", 0) >= 2.5 for f in singular):
-                    self._plural_formats.add(key)
-        self._word_cache: dict[str, str | None] = {}
+        plural_heads = {k[0] for k in self._plural_formats if len(k) == 1}
+        self._plural_formats |= {k for k in self._lexicon if len(k) > 1 and k[-1] in plural_heads}
+        self._spelling_cache: dict[str, str] = {}
+        self._form_cache: dict[str, str | None] = {}
+        self._lengths_cache: dict[str, tuple[int, ...]] = {}
 
         # Case-sensitive names, found by their first word (a dict look-up per query word) and
         # then confirmed with a small pattern each.
@@ -482,6 +533,8 @@ class ReferenceTeacher:
         self._negation_skip = {w for p in listed("negation_skip") for w in p}
         self._negation_enders = {w for p in listed("negation_enders") for w in p}
         self._emphasis = listed("emphasis")
+        self._emphasis_first = {p[0] for p in self._emphasis}
+        self._negator_first = {p[0] for p in self._negators}
         self._pronouns = {w for p in listed("utterance_pronouns") for w in p}
         self._strong_pronouns = self._pronouns - {
             "me",
@@ -496,7 +549,8 @@ class ReferenceTeacher:
         }
         self._frames = listed("request_frames")
         self._starters = listed("utterance_starters")
-        self._people = listed("people") | listed("speakers")
+        self._speakers = listed("speakers")
+        self._people = listed("people") | self._speakers
         self._media = {w for p in listed("media_nouns") for w in p}
         self._voice_qualities = listed("voice_qualities")
         self._language_before = {p[-1] for p in listed("language_frames_before")} | {
@@ -510,47 +564,63 @@ class ReferenceTeacher:
         self._voice_nouns = {w for p in listed("voice_nouns") for w in p}
 
     # -- words -----------------------------------------------------------------------------
-    def _resolve_word(self, word: str, typo: bool = True) -> str | None:
-        """The lexicon word an unknown word stands for: another form of it, or one typo away."""
-        cached = self._word_cache.get(word, "")
-        if cached != "":
-            if cached is None or typo or stem(cached) == stem(word):
-                return cached
-            return None
-        found: str | None = None
-        forms = self._stem_forms.get(stem(word))
-        if forms:
-            found = closest_form(word, forms)
-        elif (
+    def _spelling(self, word: str) -> str:
+        """The word as the lexicon spells it when it is one slip away from a lexicon word and
+        is not itself a word we know ('thunderstrom' -> 'thunderstorm', 'speach' -> 'speech')."""
+        cached = self._spelling_cache.get(word)
+        if cached is not None:
+            return cached
+        fixed = word
+        if (
             len(word) >= MIN_TYPO_LENGTH
             and word.isalpha()
+            and word not in self._vocabulary
             and word not in self._known_words
             and stem(word) not in self._known_stems
         ):
-            for candidate in self._typos.candidates(word):
-                found = candidate
-                break
-            if found is None and word.endswith("s"):
-                for candidate in self._typos.candidates(word[:-1]):
-                    found = candidate
-                    break
-        if len(self._word_cache) > 200_000:
-            self._word_cache.clear()
-        self._word_cache[word] = found
+            candidates = self._typos.candidates(word)
+            if candidates:
+                fixed = candidates[0]
+            elif word.endswith("s") and (candidates := self._typos.candidates(word[:-1])):
+                fixed = candidates[0] + "s"
+        if len(self._spelling_cache) > 200_000:
+            self._spelling_cache.clear()
+        self._spelling_cache[word] = fixed
+        return fixed
+
+    def _other_form(self, word: str) -> str | None:
+        """The lexicon word that is another form of an unknown word ('creaks' -> 'creaking')."""
+        cached = self._form_cache.get(word, "")
+        if cached != "":
+            return cached
+        forms = self._stem_forms.get(stem(word))
+        found = closest_form(word, forms) if forms else None
+        if len(self._form_cache) > 200_000:
+            self._form_cache.clear()
+        self._form_cache[word] = found
         return found
 
-    def _match(self, words: list[str], capital: list[bool]) -> list[_Match]:
+    def _lengths_at(self, word: str, word_stem: str) -> tuple[int, ...]:
+        """Phrase lengths to try at a word (exact phrases and phrases by stem), longest first."""
+        cached = self._lengths_cache.get(word)
+        if cached is None:
+            merged = set(self._lengths.get(word, ())) | set(self._stem_lengths.get(word_stem, ()))
+            cached = tuple(sorted(merged, reverse=True))
+            if len(self._lengths_cache) > 200_000:
+                self._lengths_cache.clear()
+            self._lengths_cache[word] = cached
+        return cached
+
+    def _match(self, words: list[str]) -> list[_Match]:
         """Lexicon phrases, longest first: exact words, then word stems, then a single word
-        through its other forms or a typo (never a capitalised word: that may be a name)."""
+        through its other forms."""
         matches: list[_Match] = []
         stems = [stem(w) for w in words]
         i = 0
         count = len(words)
         while i < count:
             found: _Match | None = None
-            exact = self._lengths.get(words[i], ())
-            by_stem = self._stem_lengths.get(stems[i], ())
-            for n in sorted(set(exact) | set(by_stem), reverse=True):
+            for n in self._lengths_at(words[i], stems[i]):
                 if i + n > count:
                     continue
                 key = tuple(words[i : i + n])
@@ -561,11 +631,10 @@ class ReferenceTeacher:
                 if contributions is not None:
                     found = _Match(i, n, contributions, " ".join(key))
                     break
-            if found is None:
-                resolved = self._resolve_word(words[i], typo=not capital[i])
-                if resolved is not None:
-                    phrase = words[i] if stem(resolved) == stems[i] else resolved
-                    found = _Match(i, 1, self._lexicon[(resolved,)], phrase)
+            if found is None and (words[i],) not in self._lexicon:
+                other = self._other_form(words[i])
+                if other is not None:
+                    found = _Match(i, 1, self._lexicon[(other,)], words[i])
             if found is None:
                 i += 1
                 continue
@@ -585,9 +654,12 @@ class ReferenceTeacher:
         owner: list[int] = []  # raw word index of each normalised word
         clause: list[int] = []  # clause number of each normalised word
         capital: list[bool] = []
-        current_clause = 0
+        sentence: list[int] = []  # like clause, but only punctuation separates
+        current_clause = current_sentence = 0
         for position, raw in enumerate(raw_words):
-            tokens = [t for t in normalise(raw).split(" ") if t]
+            tokens = _tokens(raw)
+            if raw.startswith(_CLAUSE_PUNCTUATION):
+                current_sentence += 1
             if raw.startswith(_CLAUSE_PUNCTUATION) or (tokens and tokens[0] in _CLAUSE_WORDS):
                 current_clause += 1
             is_capital = raw.lstrip("\"'“‘(")[:1].isupper()
@@ -595,9 +667,11 @@ class ReferenceTeacher:
                 words.append(token)
                 owner.append(position)
                 clause.append(current_clause)
+                sentence.append(current_sentence)
                 capital.append(is_capital)
             if raw.endswith(_CLAUSE_PUNCTUATION):
                 current_clause += 1
+                current_sentence += 1
         index = {s: i for i, s in enumerate(self.signals)}
         parts: list[list[float]] = [[] for _ in self.signals]
         hits: list[CueHit] = []
@@ -611,13 +685,17 @@ class ReferenceTeacher:
         quoted_words = {w for span in spans for w in normalise(span).split(" ")}
         runs = _capitalised_runs(raw_words)
         in_title = {p for start, end in runs for p in range(start, end)}
-        matches = self._match(words, capital)
+        # Slips of the keyboard are fixed first (never in a capitalised word: it may be a name).
+        words = [w if capital[k] else self._spelling(w) for k, w in enumerate(words)]
+        matches = self._match(words)
         negated = self._negation(words, clause)
         emphasised = self._emphasis_flags(words, clause)
         whole_query = normalise(query)
 
         def is_negated(m: _Match) -> bool:
             return negated[m.start]
+
+        matches = self._speakers_talking(words, matches)
 
         speech_openers = [
             m.start + m.length - 1
@@ -627,10 +705,16 @@ class ReferenceTeacher:
             and tuple(words[m.start : m.start + m.length]) not in self._plural_formats
             and words[m.start + m.length - 1] != "with"  # "interview with" names a speaker
         ]
+        # "sound of a train", "ambient track of the market": what follows is a sound source.
         listen_openers = [
             m.start + m.length - 1
             for m in matches
             if " ".join(words[m.start : m.start + m.length]) in _LISTEN_OPENERS
+            or (
+                m.contributions.get("audio", 0) >= 2.5
+                and m.contributions.get("audio", 0) > m.contributions.get("visual", 0)
+                and words[m.start + m.length : m.start + m.length + 1] == ["of"]
+            )
         ]
 
         def in_scope(position: int, openers: list[int]) -> bool:
@@ -643,6 +727,15 @@ class ReferenceTeacher:
             and m.contributions.get("audio", 0) > m.contributions.get("visual", 0)
             and not is_negated(m)
         ]
+        # "seagulls and harbour ambience", "coffee shop chatter background noise": a sound
+        # noun at the end of a phrase makes everything before it in the sentence its source.
+        sound_heads = [
+            m.start + m.length - 1
+            for m in matches
+            if m.contributions.get("audio", 0) >= 2.5
+            and words[m.start + m.length - 1] in _SOUND_HEADS
+            and not is_negated(m)
+        ]
         voice_quality = self._voice_quality_positions(words)
         spoken_language, idle_language = self._language_roles(words, clause, matches)
 
@@ -652,14 +745,23 @@ class ReferenceTeacher:
             if i in voice_quality:
                 contributions = {"audio": VOICE_QUALITY_STRENGTH}
             if i in spoken_language and "metadata" in contributions:
-                contributions = {"transcription": contributions["metadata"]}
+                contributions = {"transcription": max(contributions["metadata"], LANGUAGE_STRENGTH)}
             elif i in idle_language:
                 continue
+            elif tuple(words[i : i + m.length]) in self._languages:
+                contributions = {
+                    "metadata": max(contributions.get("metadata", 0), LANGUAGE_STRENGTH)
+                }
             negative = is_negated(m)
             spoken = words[i] in quoted_words or in_scope(i, speech_openers)
             titled = owner[i] in in_title and len(runs) > 0
-            sound_source = in_scope(i, listen_openers) or any(
-                s != i and (0 < s - i <= 2 or (s < i and clause[s] == clause[i])) for s in sound_at
+            sound_source = (
+                in_scope(i, listen_openers)
+                or any(
+                    s != i and (0 < s - i <= 2 or (s < i and clause[s] == clause[i]))
+                    for s in sound_at
+                )
+                or any(i < h and sentence[h] == sentence[i] for h in sound_heads)
             )
             for signal, strength in contributions.items():
                 factor = 1.0
@@ -680,11 +782,14 @@ class ReferenceTeacher:
             name = found.group(0)
             rest = query[found.end() :].strip(" .,;:!?\"'()")
             followed_by_number = rest[:1].isdigit()
-            if found.start() == 0 and " " not in name and rest and not followed_by_number:
-                continue  # a lone common word that opens the query is just capitalised
             whole_name = not rest and found.start() == 0
+            opening = found.start() == 0 and " " not in name and not followed_by_number
             for signal, value in self._case_sensitive[name].items():
-                credit(name, signal, WHOLE_QUERY_STRENGTH if whole_name else value)
+                if whole_name:
+                    value = WHOLE_QUERY_STRENGTH
+                elif opening:  # may just be the capital a query starts with ("Pink sky")
+                    value = min(value, OPENING_NAME_STRENGTH)
+                credit(name, signal, value)
         # The whole query is a known title, name or taxonomy value ("the office", "Up").
         bare = whole_query[4:] if whole_query.startswith("the ") else whole_query
         for key in dict.fromkeys((whole_query, bare)):
@@ -696,17 +801,31 @@ class ReferenceTeacher:
             for span in spans:
                 credit(f'"{span}"', "transcription", QUOTE_STRENGTH)
             for opener in speech_openers:
-                after = opener + 1
-                if after < len(words) and clause[after] == clause[opener]:
-                    credit("spoken content", "transcription", SPOKEN_CONTENT_BOOST)
+                content = [
+                    w
+                    for j, w in enumerate(words[opener + 1 :], start=opener + 1)
+                    if clause[j] == clause[opener] and w not in _STOPWORDS
+                ]
+                if content:
+                    boost = SPOKEN_CONTENT_BOOST * min(1 + 0.25 * (len(content) - 1), 1.75)
+                    credit("spoken content", "transcription", boost)
             if not spans:
-                line = self._utterance(words)
+                titled_words = {k for k in range(len(words)) if owner[k] in in_title}
+                line = self._utterance(words, titled_words)
                 if line:
                     credit(f"line '{line}'", "transcription", UTTERANCE_STRENGTH)
         if "metadata" in index:
+            matched: dict[str, float] = {}
+            for hit in hits:
+                if hit.signal == "metadata":
+                    matched[hit.phrase] = max(matched.get(hit.phrase, 0.0), hit.strength)
             for pattern, label in _METADATA_PATTERNS:
                 for found in pattern.finditer(query):
-                    credit(f"{label} '{found.group(0)}'", "metadata", 3.0)
+                    text = found.group(0)
+                    if text.lower() in matched:  # the lexicon has it: do not count it twice
+                        self._raise(parts[index["metadata"]], matched[text.lower()], 3.0)
+                    else:
+                        credit(f"{label} '{text}'", "metadata", 3.0)
             for phrase, strength in self._catalogue_frames(words, matches):
                 credit(phrase, "metadata", strength)
             known = {h.phrase.lower() for h in hits if h.signal == "metadata"}
@@ -720,6 +839,12 @@ class ReferenceTeacher:
             totals.append(sum(v * DECAY**k for k, v in enumerate(values)))
         return totals, hits
 
+    @staticmethod
+    def _raise(values: list[float], old: float, new: float) -> None:
+        """Replace one contribution `old` by `new` when that is larger."""
+        if new > old and old in values:
+            values[values.index(old)] = new
+
     # -- rules -----------------------------------------------------------------------------
     def _negation(self, words: list[str], clause: list[int]) -> list[bool]:
         """Which words a negator reaches: up to three content words after it, through 'or' and
@@ -729,12 +854,15 @@ class ReferenceTeacher:
         count = len(words)
         while i < count:
             width = 0
+            if words[i] not in self._negator_first:
+                i += 1
+                continue
             for n in (3, 2, 1):
                 if i + n <= count and tuple(words[i : i + n]) in self._negators:
                     width = n
                     break
-            if not width:
-                i += 1
+            if not width or (words[i] == "not" and words[i + 1 : i + 2] == ["to"]):
+                i += max(width, 1)
                 continue
             budget = 3
             j = i + width
@@ -751,9 +879,26 @@ class ReferenceTeacher:
             i = j
         return flags
 
+    def _speakers_talking(self, words: list[str], matches: list[_Match]) -> list[_Match]:
+        """A verb that is speech only sometimes ('pitching', 'teaching', 'praying') is speech
+        when a speaker or a person does it: 'realtor pitching the house'."""
+        out: list[_Match] = []
+        ends = {m.start + m.length - 1: m for m in matches}
+        for m in matches:
+            phrase = tuple(words[m.start : m.start + m.length])
+            if phrase in self._weak_speech_forms and m.start > 0:
+                before = ends.get(m.start - 1)
+                who = tuple(words[before.start : m.start]) if before else (words[m.start - 1],)
+                if who in self._speakers or (words[m.start - 1],) in self._speakers:
+                    m = _Match(m.start, m.length, {"transcription": SPEECH_VERB_STRENGTH}, m.phrase)
+            out.append(m)
+        return out
+
     def _emphasis_flags(self, words: list[str], clause: list[int]) -> list[bool]:
         flags = [False] * len(words)
         for i in range(len(words)):
+            if words[i] not in self._emphasis_first:
+                continue
             for n in (2, 1):
                 if i + n <= len(words) and tuple(words[i : i + n]) in self._emphasis:
                     for j in range(i + n, min(len(words), i + n + 3)):
@@ -819,7 +964,7 @@ class ReferenceTeacher:
                     break
         return spoken, idle
 
-    def _utterance(self, words: list[str]) -> str:
+    def _utterance(self, words: list[str], titled: set[int]) -> str:
         """An unquoted first- or second-person line ('i'm gonna make him an offer he can't
         refuse'), unless the pronoun is the searcher's own ('i need', 'you can hear')."""
         if not any(w in self._strong_pronouns for w in words):
@@ -841,6 +986,8 @@ class ReferenceTeacher:
             None,
         )
         for i, word in enumerate(words):
+            if i in titled:  # "singing You'll Never Walk Alone" names a song
+                continue
             if word in self._strong_pronouns and (not covered[i] or starter is not None):
                 start = starter if starter is not None else max(0, i - 1)
                 content = [w for w in words[start:] if w not in _STOPWORDS]
@@ -862,7 +1009,7 @@ class ReferenceTeacher:
                 and i > 0
                 and words[i + 1] in {"in", "at", "from"}
                 and i + 2 < len(words)
-                and words[i - 1] not in self._known_words | self._pronouns | {"who", "that"}
+                and words[i - 1] not in self._pronouns | _NOT_PERFORMERS
             ):
                 found.append((f"live show '{' '.join(words[i - 1 : i + 3])}'", LIVE_SHOW_STRENGTH))
         return found
@@ -899,6 +1046,12 @@ class ReferenceTeacher:
     def label_json(self, query: str) -> str:
         """The teacher's answer as model text (the assistant turn of a training record)."""
         return self.route(query).to_json()
+
+
+@lru_cache(maxsize=65536)
+def _tokens(raw: str) -> tuple[str, ...]:
+    """The normalised words of one whitespace-separated piece of a query."""
+    return tuple(t for t in normalise(raw).split(" ") if t)
 
 
 def _quoted_spans(text: str) -> list[str]:

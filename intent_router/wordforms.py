@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 
 _VOWELS = set("aeiou")
 # Endings, each with the inflection class it marks (see suffix_class).
@@ -26,6 +27,7 @@ def _undouble(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A key shared by the inflected forms of a word (not a real word itself)."""
     if word.endswith("'s"):
@@ -95,6 +97,7 @@ def _deletes(word: str) -> set[str]:
 _VOWEL_LIKE = set("aeiouy")
 _SOUND_ALIKE = {frozenset("cs"), frozenset("ck"), frozenset("sz"), frozenset("iy")}
 TYPO_SAFE_PREFIX = 2
+MIN_TYPO_WORD = 6
 
 
 def edit_distance_at_most_one(a: str, b: str) -> bool:
@@ -137,11 +140,16 @@ def looks_like_typo(typed: str, word: str) -> bool:
     'exersise'); dropped, doubled and swapped letters anywhere after that ('thundr',
     'guitarr', 'interveiw'). 'marble' is not 'warble', 'growing' is not 'glowing'."""
     edit = typo_edit(typed, word)
-    if edit is None:
+    if edit is None or min(len(typed), len(word)) < MIN_TYPO_WORD:
         return False
     kind, position = edit
     if position < TYPO_SAFE_PREFIX:
         return False
+    longer = word if kind == "insert" else typed
+    if kind in ("insert", "delete") and position >= len(longer) - 1:
+        # A letter missing or added at the very end makes other words ('budge' -> 'budget',
+        # 'thrown' -> 'throw'); only a doubled letter there is a slip ('guitarr', 'waterfal').
+        return longer[-1] == longer[-2]
     if kind == "substitute":
         x, y = typed[position], word[position]
         return (x in _VOWEL_LIKE and y in _VOWEL_LIKE) or frozenset((x, y)) in _SOUND_ALIKE
