@@ -689,7 +689,8 @@ class ReferenceTeacher:
         words = [w if capital[k] else self._spelling(w) for k, w in enumerate(words)]
         matches = self._match(words)
         negated = self._negation(words, clause)
-        emphasised = self._emphasis_flags(words, clause)
+        inside = {p for m in matches if m.length > 1 for p in range(m.start, m.start + m.length)}
+        emphasised = self._emphasis_flags(words, clause, inside)
         whole_query = normalise(query)
 
         def is_negated(m: _Match) -> bool:
@@ -894,10 +895,12 @@ class ReferenceTeacher:
             out.append(m)
         return out
 
-    def _emphasis_flags(self, words: list[str], clause: list[int]) -> list[bool]:
+    def _emphasis_flags(self, words: list[str], clause: list[int], inside: set[int]) -> list[bool]:
+        """Words right after 'just' or 'only' ('just the flames', 'only animal sounds'); not
+        an 'only' that is part of a phrase ('editorial use only')."""
         flags = [False] * len(words)
         for i in range(len(words)):
-            if words[i] not in self._emphasis_first:
+            if words[i] not in self._emphasis_first or i in inside:
                 continue
             for n in (2, 1):
                 if i + n <= len(words) and tuple(words[i : i + n]) in self._emphasis:
