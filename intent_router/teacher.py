@@ -47,6 +47,7 @@ from intent_router.wordforms import TypoIndex, closest_form, stem
 ATTRIBUTE_STRENGTH = 3.0  # a taxonomy value, times its affinity
 WHOLE_QUERY_STRENGTH = 4.0  # the whole query is a known title, name or taxonomy value
 NAME_STRENGTH = 3.0
+QUIET_TITLE_STRENGTH = 2.0  # a lower-case title of everyday words next to a name
 OPENING_NAME_STRENGTH = 2.5  # a capitalised common word that is a name, opening the query
 EVIDENCE_SCALE = 0.5  # logits per unit of cue evidence
 DECAY = 0.5  # the k-th strongest cue of a signal counts DECAY**k
@@ -269,17 +270,21 @@ def _builtin_entities() -> tuple[str, ...]:
 
 
 @cache
-def _catalogue_names() -> tuple[str, ...]:
-    """Names from data/catalogue.json ({kind: [names]}), when that file is present."""
+def _catalogue() -> tuple[tuple[str, ...], frozenset[str]]:
+    """Names from data/catalogue.json ({"kinds": {kind: [names]}, "common_word_names": [...]})
+    when that file is present, and the names made of everyday words ('Up', 'The Office'),
+    which count only when written with their capitals or when they are the whole query."""
     data = _read_json("catalogue.json")
     if not isinstance(data, dict):
-        return ()
+        return (), frozenset()
+    kinds = data.get("kinds", {})
     names: list[str] = []
-    for kind, values in sorted(data.items()):
-        if kind.startswith("_") or not isinstance(values, list):
-            continue
-        names.extend(v for v in values if isinstance(v, str) and v.strip())
-    return tuple(names)
+    for kind in sorted(kinds) if isinstance(kinds, dict) else ():
+        values = kinds[kind]
+        if isinstance(values, list):
+            names.extend(v for v in values if isinstance(v, str) and v.strip())
+    common = data.get("common_word_names", [])
+    return tuple(names), frozenset(c for c in common if isinstance(c, str))
 
 
 def inflections(verb: str) -> dict[str, str]:
@@ -447,9 +452,10 @@ class ReferenceTeacher:
         )
 
         def looks_common(name: str) -> bool:
-            """A name made only of everyday words ('Up', 'The Office') counts only when it is
-            written with its capitals or is the whole query."""
-            return all(w in common_words for w in normalise(name).split(" "))
+            """A one-word name, or a name made only of everyday words ('Up', 'The Office'),
+            counts only when it is written with its capitals or is the whole query."""
+            words = normalise(name).split(" ")
+            return len(words) == 1 or all(w in common_words for w in words)
 
         # 3. Names and the taxonomy: the strongest cues.
         self._whole: dict[str, dict[str, float]] = defaultdict(dict)
@@ -459,12 +465,20 @@ class ReferenceTeacher:
             if signal in signals and key:
                 self._whole[key][signal] = max(self._whole[key].get(signal, 0.0), strength)
 
-        names = list(_builtin_entities()) + list(_catalogue_names())
+        catalogue, common_names = _catalogue()
+        names = list(_builtin_entities()) + list(catalogue)
+        # Lower-case names made of everyday words ("purple rain"): a title only next to a name.
+        self._quiet_titles: dict[tuple[str, ...], str] = {}
         if "metadata" in signals:
             for entity in names:
-                add(entity, "metadata", NAME_STRENGTH, exact_case=looks_common(entity))
-                whole(entity, "metadata", WHOLE_QUERY_STRENGTH)
-                self._known_words.update(normalise(entity).split(" "))
+                common = entity in common_names or looks_common(entity)
+                add(entity, "metadata", NAME_STRENGTH, exact_case=common)
+                key = _tuple(entity)
+                if not common or len(key) > 1:  # "skyline" alone is a skyline, not the film
+                    whole(entity, "metadata", WHOLE_QUERY_STRENGTH)
+                if common and len(key) > 1 and key not in lexicon:
+                    self._quiet_titles.setdefault(key, entity)
+                self._known_words.update(key)
         for spec in taxonomy.signals:
             for phrase in spec.cues:
                 add(phrase, spec.name, 2.0)
@@ -476,6 +490,14 @@ class ReferenceTeacher:
                     whole(value, signal, WHOLE_QUERY_STRENGTH * affinity)
                 self._known_words.update(normalise(value).split(" "))
         self._whole = dict(self._whole)
+        self._name_keys = {_tuple(n) for n in names}
+        self._everyday = (typo_targets | set(language.get("common_words", [])) | _STOPWORDS) - {
+            w for key in self._name_keys for w in key if (w,) not in curated
+        }
+        quiet_lengths: dict[str, set[int]] = defaultdict(set)
+        for key in self._quiet_titles:
+            quiet_lengths[key[0]].add(len(key))
+        self._quiet_lengths = {w: tuple(sorted(n, reverse=True)) for w, n in quiet_lengths.items()}
         self._lexicon = dict(lexicon)
         self._case_sensitive = dict(case_sensitive)
 
@@ -739,10 +761,41 @@ class ReferenceTeacher:
         ]
         voice_quality = self._voice_quality_positions(words)
         spoken_language, idle_language = self._language_roles(words, clause, matches)
+        first_token: dict[int, int] = {}
+        for k, o in enumerate(owner):
+            first_token.setdefault(o, k)
+        names_found = self._find_names(query)
+        named = bool(names_found or runs) or any(
+            tuple(words[m.start : m.start + m.length]) in self._name_keys for m in matches
+        )
+        metadata_spans = {
+            p
+            for m in matches
+            if m.contributions.get("metadata", 0) >= NAME_STRENGTH
+            for p in range(m.start, m.start + m.length)
+        }
+        quiet_titles = [
+            (start, end)
+            for start, end in (self._quiet_title_spans(words, capital) if named else [])
+            if not metadata_spans & set(range(start, end))  # already a catalogue phrase
+        ]
+        titled_tokens = {k for start, end in quiet_titles for k in range(start, end)}
 
+        last = len(words) - 1
         for m in matches:
             i = m.start
             contributions = m.contributions
+            if (
+                named
+                and i + m.length - 1 == last
+                and i > 0
+                and contributions.get("transcription", 0) >= 2.5
+            ):
+                # "Paris Hilton interview": a person's interviews, not words to find in one
+                contributions = {
+                    **contributions,
+                    "transcription": contributions["transcription"] - 0.5,
+                }
             if i in voice_quality:
                 contributions = {"audio": VOICE_QUALITY_STRENGTH}
             if i in spoken_language and "metadata" in contributions:
@@ -755,7 +808,7 @@ class ReferenceTeacher:
                 }
             negative = is_negated(m)
             spoken = words[i] in quoted_words or in_scope(i, speech_openers)
-            titled = owner[i] in in_title and len(runs) > 0
+            titled = (owner[i] in in_title and len(runs) > 0) or i in titled_tokens
             sound_source = (
                 in_scope(i, listen_openers)
                 or any(
@@ -778,9 +831,16 @@ class ReferenceTeacher:
                     factor *= EMPHASIS_FACTOR
                 credit(m.phrase, signal, strength * factor)
 
-        # Names written with their capitals (common words only count as names that way).
-        for found in self._find_names(query):
+        for start, end in quiet_titles:  # "Prince purple rain": an artist and a song title
+            credit(f"title '{' '.join(words[start:end])}'", "metadata", QUIET_TITLE_STRENGTH)
+        # Names written with their capitals (common words only count as names that way). A
+        # name inside spoken content is part of what is said ("reading Goldilocks aloud").
+        for found in names_found:
             name = found.group(0)
+            at = first_token.get(len(query[: found.start()].split()), 0)
+            if at in metadata_spans and " " not in name:
+                continue  # "Monaco" inside "Monaco Grand Prix": counted once
+            in_speech = in_scope(at, speech_openers)
             rest = query[found.end() :].strip(" .,;:!?\"'()")
             followed_by_number = rest[:1].isdigit()
             whole_name = not rest and found.start() == 0
@@ -790,6 +850,8 @@ class ReferenceTeacher:
                     value = WHOLE_QUERY_STRENGTH
                 elif opening:  # may just be the capital a query starts with ("Pink sky")
                     value = min(value, OPENING_NAME_STRENGTH)
+                if in_speech and signal != "transcription":
+                    value *= SPEECH_SCOPE_FACTOR
                 credit(name, signal, value)
         # The whole query is a known title, name or taxonomy value ("the office", "Up").
         bare = whole_query[4:] if whole_query.startswith("the ") else whole_query
@@ -827,13 +889,16 @@ class ReferenceTeacher:
                         self._raise(parts[index["metadata"]], matched[text.lower()], 3.0)
                     else:
                         credit(f"{label} '{text}'", "metadata", 3.0)
-            for phrase, strength in self._catalogue_frames(words, matches):
+            for phrase, strength in self._catalogue_frames(words, matches, named):
                 credit(phrase, "metadata", strength)
             known = {h.phrase.lower() for h in hits if h.signal == "metadata"}
             for start, end in runs:
                 run = " ".join(raw_words[start:end]).strip(".,;:!?\"'()")
                 if run.lower() not in known:
-                    credit(f"name '{run}'", "metadata", 2.5 if end - start > 1 else 1.2)
+                    strength = 2.5 if end - start > 1 else 1.2
+                    if in_scope(first_token.get(start, 0), speech_openers):
+                        strength *= SPEECH_SCOPE_FACTOR
+                    credit(f"name '{run}'", "metadata", strength)
         totals = []
         for values in parts:
             values.sort(reverse=True)
@@ -997,15 +1062,23 @@ class ReferenceTeacher:
                 return " ".join(words[start : start + 6]) if content else ""
         return ""
 
-    def _catalogue_frames(self, words: list[str], matches: list[_Match]) -> list[tuple[str, float]]:
-        """Catalogue facts said with a frame: 'videos by mkbhd' (a creator), 'sting live in
-        berlin' (a live show)."""
+    def _catalogue_frames(
+        self, words: list[str], matches: list[_Match], named: bool
+    ) -> list[tuple[str, float]]:
+        """Catalogue facts said with a frame: 'videos by mkbhd', 'songs by adele' (a creator),
+        'sting live in berlin', 'Yes roundabout live' (a live show)."""
         found: list[tuple[str, float]] = []
-        matched = {p for m in matches for p in range(m.start, m.start + m.length)}
+        names = {
+            m.start
+            for m in matches
+            if tuple(words[m.start : m.start + m.length]) in self._name_keys
+        }
+        if named and len(words) > 1 and words[-1] == "live":
+            found.append(("live performance", LIVE_SHOW_STRENGTH - 0.5))
         for i, word in enumerate(words[:-1]):
             if word == "by" and i > 0 and words[i - 1] in self._media:
                 name = words[i + 1]
-                if name not in self._known_words and (i + 1) not in matched:
+                if (i + 1) in names or name not in self._everyday:
                     found.append((f"creator '{name}'", CREATOR_STRENGTH))
             if (
                 word == "live"
@@ -1016,6 +1089,25 @@ class ReferenceTeacher:
             ):
                 found.append((f"live show '{' '.join(words[i - 1 : i + 3])}'", LIVE_SHOW_STRENGTH))
         return found
+
+    def _quiet_title_spans(self, words: list[str], capital: list[bool]) -> list[tuple[int, int]]:
+        """Lower-case titles made of everyday words ('purple rain'), token spans; not a line
+        with 'i' or 'you' in it ('i have a dream' is said, not only titled)."""
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(words):
+            for n in self._quiet_lengths.get(words[i], ()):
+                key = tuple(words[i : i + n])
+                if (
+                    key in self._quiet_titles
+                    and not any(capital[i : i + n])
+                    and not any(w in self._strong_pronouns for w in key)
+                ):
+                    spans.append((i, i + n))
+                    i += n - 1
+                    break
+            i += 1
+        return spans
 
     def _find_names(self, query: str) -> list[re.Match[str]]:
         """Case-sensitive names in the query, left to right, longest first, not overlapping."""
