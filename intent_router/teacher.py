@@ -32,10 +32,11 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+from typing import NamedTuple
 
 import numpy as np
 
@@ -154,6 +155,9 @@ _LISTEN_OPENERS = {
     "ambient sounds of",
     "soundscape of",
 }
+_WEAK_PRONOUNS = frozenset(
+    ["me", "my", "our", "ours", "us", "myself", "ourselves", "yourself", "yours"]
+)
 _NOT_PERFORMERS = frozenset(
     [
         "who",
@@ -195,6 +199,7 @@ _SOUND_HEADS = frozenset(
     ]
 )
 _RAW_WORD = re.compile(r"[\w']+")
+_WORDLIKE = re.compile(r"[\w']")
 _DURATION = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?)"
 _METADATA_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
@@ -214,6 +219,7 @@ _METADATA_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\brated\s+(?:g|pg|pg-13|r|nc-17|tv-ma|tv-14)\b", re.I), "rating"),
 )
+_PATTERN_HINT = re.compile(r"\d|rated|hour|hr|min|sec", re.I)  # what every pattern needs
 # Quoted text: straight or curly double quotes, or single quotes that may hold apostrophes
 # inside words ('you can't handle the truth').
 _QUOTED = re.compile(
@@ -221,19 +227,103 @@ _QUOTED = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class CueHit:
+class CueHit(NamedTuple):
     phrase: str
     signal: str
     strength: float
 
 
-@dataclass(frozen=True)
-class _Match:
+class _Name(NamedTuple):
+    name: str
+    start: int
+    end: int
+
+
+class _Match(NamedTuple):
     start: int
     length: int
     contributions: dict[str, float]
     phrase: str
+    key: tuple[str, ...]
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A query split into normalised words, with where each word came from."""
+
+    raw_words: list[str]
+    words: list[str]
+    owner: list[int]  # raw word index of each word
+    clause: list[int]  # clause number of each word (punctuation and "with", "but", ...)
+    sentence: list[int]  # like clause, but only punctuation separates
+    capital: list[bool]  # the raw word starts with a capital
+    first_token: dict[int, int]  # raw word index -> index of its first word
+    has_capital: bool
+
+
+@lru_cache(maxsize=65536)
+def _piece(raw: str) -> tuple[tuple[str, ...], bool, bool, bool, bool]:
+    """One whitespace-separated piece of a query: its words, whether it starts a sentence,
+    starts a clause, ends one, and starts with a capital."""
+    tokens = _tokens(raw)
+    starts_sentence = raw.startswith(_CLAUSE_PUNCTUATION)
+    starts_clause = starts_sentence or bool(tokens and tokens[0] in _CLAUSE_WORDS)
+    capital = raw.lstrip("\"'“‘(")[:1].isupper()
+    return tokens, starts_sentence, starts_clause, raw.endswith(_CLAUSE_PUNCTUATION), capital
+
+
+def _parse(query: str) -> _Query:
+    raw_words = query.split()
+    words: list[str] = []
+    owner: list[int] = []
+    clause: list[int] = []
+    sentence: list[int] = []
+    capital: list[bool] = []
+    first_token: dict[int, int] = {}
+    current_clause = current_sentence = 0
+    for position, raw in enumerate(raw_words):
+        tokens, starts_sentence, starts_clause, ends, is_capital = _piece(raw)
+        current_sentence += starts_sentence
+        current_clause += starts_clause
+        if tokens:
+            first_token[position] = len(words)
+            n = len(tokens)
+            words.extend(tokens)
+            owner.extend([position] * n)
+            clause.extend([current_clause] * n)
+            sentence.extend([current_sentence] * n)
+            capital.extend([is_capital] * n)
+        if ends:
+            current_clause += 1
+            current_sentence += 1
+    has_capital = query != query.lower()
+    return _Query(raw_words, words, owner, clause, sentence, capital, first_token, has_capital)
+
+
+def _after(positions: list[int], groups: list[int]) -> list[bool]:
+    """For each word: is there a position before it in the same group?"""
+    flags = [False] * len(groups)
+    if not positions:
+        return flags
+    marks = set(positions)
+    active_group = None
+    for k, group in enumerate(groups):
+        if active_group is not None and group == active_group:
+            flags[k] = True
+        elif active_group is not None:
+            active_group = None
+        if k in marks:
+            active_group = group
+    return flags
+
+
+def _before(positions: list[int], groups: list[int]) -> list[bool]:
+    """For each word: is there a position after it in the same group?"""
+    return _after([len(groups) - 1 - p for p in positions], groups[::-1])[::-1]
 
 
 def _read_json(name: str) -> object:
@@ -353,6 +443,266 @@ def _tuple(phrase: str) -> tuple[str, ...]:
     return tuple(normalise(phrase).split(" "))
 
 
+@dataclass(frozen=True)
+class _WordLists:
+    """The language rules' word lists (data/language.json), as phrase tuples and word sets."""
+
+    negators: frozenset[tuple[str, ...]]
+    negator_first: frozenset[str]
+    negation_skip: frozenset[str]
+    negation_enders: frozenset[str]
+    emphasis: frozenset[tuple[str, ...]]
+    emphasis_first: frozenset[str]
+    pronouns: frozenset[str]
+    strong_pronouns: frozenset[str]  # pronouns that make a line ("you", "i'm"), not "my"
+    frames: frozenset[tuple[str, ...]]
+    starters: frozenset[tuple[str, ...]]
+    speakers: frozenset[tuple[str, ...]]
+    people: frozenset[tuple[str, ...]]
+    media: frozenset[str]
+    voice_qualities: frozenset[tuple[str, ...]]
+    voice_nouns: frozenset[str]
+    language_before: frozenset[str]
+    language_after: frozenset[tuple[str, ...]]
+
+
+def _word_lists(language: dict[str, list[str]]) -> _WordLists:
+    def listed(name: str) -> frozenset[tuple[str, ...]]:
+        return frozenset(_tuple(p) for p in language.get(name, []))
+
+    def words(name: str) -> frozenset[str]:
+        return frozenset(w for p in listed(name) for w in p)
+
+    negators, emphasis, speakers = listed("negators"), listed("emphasis"), listed("speakers")
+    pronouns = words("utterance_pronouns")
+    after = listed("language_frames_after")
+    return _WordLists(
+        negators=negators,
+        negator_first=frozenset(p[0] for p in negators),
+        negation_skip=words("negation_skip"),
+        negation_enders=words("negation_enders"),
+        emphasis=emphasis,
+        emphasis_first=frozenset(p[0] for p in emphasis),
+        pronouns=pronouns,
+        strong_pronouns=pronouns - _WEAK_PRONOUNS,
+        frames=listed("request_frames"),
+        starters=listed("utterance_starters"),
+        speakers=speakers,
+        people=listed("people") | speakers,
+        media=words("media_nouns"),
+        voice_qualities=listed("voice_qualities"),
+        voice_nouns=words("voice_nouns"),
+        language_before=frozenset(p[-1] for p in listed("language_frames_before"))
+        | {"speaking", "speaks", "spoken"},
+        language_after=after | {p[:1] for p in after},
+    )
+
+
+@dataclass(frozen=True)
+class _Base:
+    """Everything that does not depend on a taxonomy (only on which signals it has): built
+    once per signal set and shared by every teacher."""
+
+    lexicon: dict[tuple[str, ...], dict[str, float]]
+    case_sensitive: dict[str, dict[str, float]]
+    whole: dict[str, dict[str, float]]  # normalised whole query -> signal strengths
+    common_words: frozenset[str]
+    known_words: frozenset[str]  # words a typo fix must leave alone
+    known_stems: frozenset[str]
+    everyday: frozenset[str]  # common words and lexicon words that are not names
+    typos: TypoIndex
+    name_keys: frozenset[tuple[str, ...]]
+    quiet_titles: dict[tuple[str, ...], str]
+    quiet_lengths: dict[str, tuple[int, ...]]
+    weak_speech_forms: frozenset[tuple[str, ...]]
+    plural_formats: frozenset[tuple[str, ...]]
+    languages: frozenset[tuple[str, ...]]
+    words: _WordLists
+    lengths: dict[str, tuple[int, ...]]
+    by_stem: dict[tuple[str, ...], tuple[str, ...]]
+    stem_forms: dict[str, tuple[str, ...]]
+    stem_lengths: dict[str, tuple[int, ...]]
+    vocabulary: frozenset[str]
+    names_by_start: dict[tuple[str, ...], list[tuple[str, int]]]
+
+    def looks_common(self, name: str) -> bool:
+        return _looks_common(name, self.common_words)
+
+
+def _looks_common(name: str, common_words: frozenset[str]) -> bool:
+    """A one-word name, or a name made only of everyday words ('Up', 'The Office'), counts
+    only when it is written with its capitals or is the whole query."""
+    words = normalise(name).split(" ")
+    return len(words) == 1 or all(w in common_words for w in words)
+
+
+def _phrase_order(key: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+    return (len(key), key)
+
+
+def _merge_lengths(
+    lengths: dict[str, tuple[int, ...]], more: Iterable[tuple[str, int]]
+) -> dict[str, tuple[int, ...]]:
+    """Phrase lengths worth trying at a first word, longest first, with more added."""
+    merged = dict(lengths)
+    for first, n in more:
+        if n not in merged.get(first, ()):
+            merged[first] = tuple(sorted({*merged.get(first, ()), n}, reverse=True))
+    return merged
+
+
+def _names_by_start(
+    case_sensitive: dict[str, dict[str, float]],
+) -> dict[tuple[str, ...], list[tuple[str, int]]]:
+    """Case-sensitive names by their first two words (a dict look-up per query word), longest
+    first, each with where its first word starts; confirmed against the query text."""
+    by_start: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
+    for name in sorted(case_sensitive, key=lambda n: (-len(n), n)):
+        first = _RAW_WORD.search(name)
+        if first:
+            by_start[tuple(_RAW_WORD.findall(name)[:2])].append((name, first.start()))
+    return dict(by_start)
+
+
+@cache
+def _base(signals: frozenset[str]) -> _Base:
+    language = _language()
+    # 1. Word lists for the language rules: defaults that the curated lexicon overrides.
+    generated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+
+    def suggest(phrase: str, signal: str, strength: float) -> None:
+        key = _tuple(phrase)
+        if key != ("",) and signal in signals:
+            generated[key][signal] = max(generated[key].get(signal, 0.0), strength)
+
+    seen_first = set(language.get("sound_verbs_seen_first", []))
+    for verb in language.get("sound_verbs", []):
+        for kind, form in inflections(verb).items():
+            if kind != "s" or verb not in seen_first:
+                suggest(form, "audio", SOUND_VERB_STRENGTH)
+        if verb not in seen_first:
+            suggest(verb, "audio", SOUND_VERB_STRENGTH - 0.5)
+    weak = set(language.get("speech_verbs_weak", []))
+    weak_forms: set[tuple[str, ...]] = set()
+    for verb in language.get("speech_verbs", []):
+        strength = WEAK_SPEECH_VERB_STRENGTH if verb in weak else SPEECH_VERB_STRENGTH
+        for form in inflections(verb).values():
+            suggest(form, "transcription", strength)
+            if verb in weak:
+                weak_forms.add(_tuple(form))
+        if verb not in weak:
+            suggest(verb, "transcription", strength)
+    plural_formats: set[tuple[str, ...]] = set()
+    for phrase in language.get("spoken_formats", []):
+        suggest(phrase, "transcription", SPOKEN_FORMAT_STRENGTH)
+        plural = inflections(phrase)["s"] if " " not in phrase else phrase + "s"
+        if not plural.endswith(("ss", "ws")):
+            suggest(plural, "transcription", PLURAL_FORMAT_STRENGTH)
+            plural_formats.add(_tuple(plural))
+    for speaker in language.get("speakers", []):
+        suggest(speaker, "transcription", SPEAKER_STRENGTH)
+    for name in language.get("languages", []):
+        suggest(name, "metadata", LANGUAGE_STRENGTH)
+    lexicon: dict[tuple[str, ...], dict[str, float]] = {k: dict(v) for k, v in generated.items()}
+
+    # 2. The curated lexicon: authoritative for every phrase it lists.
+    curated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+    for signal, phrases in _builtin_lexicon().items():
+        for phrase, value in phrases.items():
+            key = _tuple(phrase)
+            if key != ("",):
+                curated[key][signal] = max(curated[key].get(signal, 0.0), float(value))
+    for key, contributions in curated.items():
+        kept = {s: v for s, v in contributions.items() if s in signals}
+        if kept:
+            lexicon[key] = kept
+        else:
+            lexicon.pop(key, None)
+    # Typos are fixed towards words of the lexicon and word lists only, never towards a name
+    # ('turning' is not 'turing').
+    typo_targets = {w for key in lexicon for w in key}
+    listed_common = set(language.get("common_words", [])) | _STOPWORDS
+    common_words = frozenset({k[0] for k in lexicon if len(k) == 1} | listed_common)
+    known_words = listed_common | typo_targets
+
+    # 3. Names: case-sensitive when made of everyday words (or one word), else any case.
+    case_sensitive: dict[str, dict[str, float]] = defaultdict(dict)
+    whole: dict[str, dict[str, float]] = defaultdict(dict)
+    quiet_titles: dict[tuple[str, ...], str] = {}
+    catalogue, common_names = _catalogue()
+    names = list(_builtin_entities()) + list(catalogue)
+    if "metadata" in signals:
+        for entity in names:
+            common = entity in common_names or _looks_common(entity, common_words)
+            key = _tuple(entity)
+            if common:
+                current = case_sensitive[entity]
+                current["metadata"] = max(current.get("metadata", 0.0), NAME_STRENGTH)
+            elif key != ("",):
+                current = lexicon.setdefault(key, {})
+                lexicon[key] = {
+                    **current,
+                    "metadata": max(current.get("metadata", 0.0), NAME_STRENGTH),
+                }
+            if not common or len(key) > 1:  # "skyline" alone is a skyline, not the film
+                norm = " ".join(key)
+                whole[norm]["metadata"] = max(
+                    whole[norm].get("metadata", 0.0), WHOLE_QUERY_STRENGTH
+                )
+            if common and len(key) > 1 and key not in lexicon:
+                quiet_titles.setdefault(key, entity)
+            known_words.update(key)
+    name_keys = frozenset(_tuple(n) for n in names)
+    everyday = frozenset(
+        (typo_targets | listed_common)
+        - {w for key in name_keys for w in key if (w,) not in curated}
+    )
+    quiet: dict[str, set[int]] = defaultdict(set)
+    for key in quiet_titles:
+        quiet[key[0]].add(len(key))
+
+    # 4. Look-up indexes.
+    lengths: dict[str, set[int]] = defaultdict(set)
+    by_stem_all: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+    stem_forms: dict[str, list[str]] = defaultdict(list)
+    for key in lexicon:
+        lengths[key[0]].add(len(key))
+        stems = tuple(stem(w) for w in key)
+        by_stem_all[stems].append(key)
+        if len(key) == 1:
+            stem_forms[stems[0]].append(key[0])
+    by_stem = {s: min(keys, key=_phrase_order) for s, keys in by_stem_all.items()}
+    stem_lengths: dict[str, set[int]] = defaultdict(set)
+    for stems in by_stem:
+        if len(stems) > 1:
+            stem_lengths[stems[0]].add(len(stems))
+    plural_heads = {k[0] for k in plural_formats if len(k) == 1}
+    plural_formats |= {k for k in lexicon if len(k) > 1 and k[-1] in plural_heads}
+    return _Base(
+        lexicon=lexicon,
+        case_sensitive=dict(case_sensitive),
+        whole=dict(whole),
+        common_words=common_words,
+        known_words=frozenset(known_words),
+        known_stems=frozenset(stem(w) for w in known_words),
+        everyday=everyday,
+        typos=TypoIndex(typo_targets, min_length=MIN_TYPO_LENGTH),
+        name_keys=name_keys,
+        quiet_titles=quiet_titles,
+        quiet_lengths={w: tuple(sorted(n, reverse=True)) for w, n in quiet.items()},
+        weak_speech_forms=frozenset(weak_forms),
+        plural_formats=frozenset(plural_formats),
+        languages=frozenset(_tuple(x) for x in language.get("languages", [])),
+        words=_word_lists(language),
+        lengths={w: tuple(sorted(n, reverse=True)) for w, n in lengths.items()},
+        by_stem=by_stem,
+        stem_forms={k: tuple(v) for k, v in stem_forms.items()},
+        stem_lengths={w: tuple(sorted(n, reverse=True)) for w, n in stem_lengths.items()},
+        vocabulary=frozenset(w for key in lexicon for w in key),
+        names_by_start=_names_by_start(case_sensitive),
+    )
+
+
 class ReferenceTeacher:
     """Deterministic teacher for a taxonomy. `route` is pure: same query, same answer."""
 
@@ -361,229 +711,82 @@ class ReferenceTeacher:
         self.signals = taxonomy.signal_names
         self.round_step = round_step
         signals = set(self.signals)
-        language = _language()
-        lexicon: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
-        case_sensitive: dict[str, dict[str, float]] = defaultdict(dict)
+        base = _base(frozenset(signals))
+        # The shared base (word lists, curated lexicon, names) is copied; the taxonomy's cue
+        # phrases and attribute values are added on top, copy-on-write.
+        lexicon = dict(base.lexicon)
+        case_sensitive = dict(base.case_sensitive)
+        whole = dict(base.whole)
+        known_words = set(base.known_words)
 
-        def add(
-            phrase: str | tuple[str, ...],
-            signal: str,
-            strength: float,
-            exact_case: bool = False,
-        ) -> None:
+        def add(phrase: str, signal: str, strength: float, exact_case: bool = False) -> None:
             if signal not in signals or strength <= 0:
                 return
-            if exact_case and isinstance(phrase, str):
-                current = case_sensitive[phrase]
-                current[signal] = max(current.get(signal, 0.0), strength)
+            if exact_case:
+                current = case_sensitive.get(phrase, {})
+                case_sensitive[phrase] = {**current, signal: max(current.get(signal, 0), strength)}
                 return
-            key = phrase if isinstance(phrase, tuple) else _tuple(phrase)
-            if key == ("",):
-                return
-            current = lexicon[key]
-            current[signal] = max(current.get(signal, 0.0), strength)
-
-        # 1. Word lists for the language rules: defaults that the curated lexicon overrides.
-        generated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
-
-        def suggest(phrase: str, signal: str, strength: float) -> None:
             key = _tuple(phrase)
             if key != ("",):
-                generated[key][signal] = max(generated[key].get(signal, 0.0), strength)
+                current = lexicon.get(key, {})
+                lexicon[key] = {**current, signal: max(current.get(signal, 0.0), strength)}
 
-        seen_first = set(language.get("sound_verbs_seen_first", []))
-        self._sound_verb_forms: set[tuple[str, ...]] = set()
-        for verb in language.get("sound_verbs", []):
-            forms = inflections(verb)
-            for kind, form in forms.items():
-                if kind == "s" and verb in seen_first:
-                    continue
-                suggest(form, "audio", SOUND_VERB_STRENGTH)
-                self._sound_verb_forms.add(_tuple(form))
-            if verb not in seen_first:
-                suggest(verb, "audio", SOUND_VERB_STRENGTH - 0.5)
-        weak = set(language.get("speech_verbs_weak", []))
-        self._weak_speech_forms: set[tuple[str, ...]] = set()
-        for verb in language.get("speech_verbs", []):
-            strength = WEAK_SPEECH_VERB_STRENGTH if verb in weak else SPEECH_VERB_STRENGTH
-            for form in inflections(verb).values():
-                suggest(form, "transcription", strength)
-                if verb in weak:
-                    self._weak_speech_forms.add(_tuple(form))
-            if verb not in weak:
-                suggest(verb, "transcription", strength)
-        self._plural_formats: set[tuple[str, ...]] = set()
-        for phrase in language.get("spoken_formats", []):
-            suggest(phrase, "transcription", SPOKEN_FORMAT_STRENGTH)
-            plural = inflections(phrase)["s"] if " " not in phrase else phrase + "s"
-            if not plural.endswith(("ss", "ws")):
-                suggest(plural, "transcription", PLURAL_FORMAT_STRENGTH)
-                self._plural_formats.add(_tuple(plural))
-        for speaker in language.get("speakers", []):
-            suggest(speaker, "transcription", SPEAKER_STRENGTH)
-        self._languages = {_tuple(x) for x in language.get("languages", [])}
-        for name in language.get("languages", []):
-            suggest(name, "metadata", LANGUAGE_STRENGTH)
-        for key, contributions in generated.items():
-            for signal, strength in contributions.items():
-                add(key, signal, strength)
-
-        # 2. The curated lexicon: authoritative for every phrase it lists.
-        curated: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
-        for signal, phrases in _builtin_lexicon().items():
-            for phrase, strength in phrases.items():
-                key = _tuple(phrase)
-                if key != ("",):
-                    curated[key][signal] = max(curated[key].get(signal, 0.0), float(strength))
-        for key, contributions in curated.items():
-            lexicon[key] = {s: v for s, v in contributions.items() if s in signals}
-            if not lexicon[key]:
-                del lexicon[key]
-        # Typos are fixed towards words of the lexicon and word lists only, never towards a
-        # name ('turning' is not 'turing').
-        typo_targets = {w for key in lexicon for w in key}
-        self._known_words = set(language.get("common_words", [])) | _STOPWORDS
-        for key in lexicon:
-            self._known_words.update(key)
-        common_words = (
-            {k[0] for k in lexicon if len(k) == 1}
-            | _STOPWORDS
-            | set(language.get("common_words", []))
-        )
-
-        def looks_common(name: str) -> bool:
-            """A one-word name, or a name made only of everyday words ('Up', 'The Office'),
-            counts only when it is written with its capitals or is the whole query."""
-            words = normalise(name).split(" ")
-            return len(words) == 1 or all(w in common_words for w in words)
-
-        # 3. Names and the taxonomy: the strongest cues.
-        self._whole: dict[str, dict[str, float]] = defaultdict(dict)
-
-        def whole(phrase: str, signal: str, strength: float) -> None:
-            key = normalise(phrase)
-            if signal in signals and key:
-                self._whole[key][signal] = max(self._whole[key].get(signal, 0.0), strength)
-
-        catalogue, common_names = _catalogue()
-        names = list(_builtin_entities()) + list(catalogue)
-        # Lower-case names made of everyday words ("purple rain"): a title only next to a name.
-        self._quiet_titles: dict[tuple[str, ...], str] = {}
-        if "metadata" in signals:
-            for entity in names:
-                common = entity in common_names or looks_common(entity)
-                add(entity, "metadata", NAME_STRENGTH, exact_case=common)
-                key = _tuple(entity)
-                if not common or len(key) > 1:  # "skyline" alone is a skyline, not the film
-                    whole(entity, "metadata", WHOLE_QUERY_STRENGTH)
-                if common and len(key) > 1 and key not in lexicon:
-                    self._quiet_titles.setdefault(key, entity)
-                self._known_words.update(key)
         for spec in taxonomy.signals:
             for phrase in spec.cues:
                 add(phrase, spec.name, 2.0)
         for attribute in taxonomy.attributes:
             for value in attribute.values:
-                proper = value[:1].isupper() and looks_common(value)
+                proper = value[:1].isupper() and base.looks_common(value)
+                key = normalise(value)
                 for signal, affinity in attribute.informs.items():
                     add(value, signal, ATTRIBUTE_STRENGTH * affinity, exact_case=proper)
-                    whole(value, signal, WHOLE_QUERY_STRENGTH * affinity)
-                self._known_words.update(normalise(value).split(" "))
-        self._whole = dict(self._whole)
-        self._name_keys = {_tuple(n) for n in names}
-        self._everyday = (typo_targets | set(language.get("common_words", [])) | _STOPWORDS) - {
-            w for key in self._name_keys for w in key if (w,) not in curated
-        }
-        quiet_lengths: dict[str, set[int]] = defaultdict(set)
-        for key in self._quiet_titles:
-            quiet_lengths[key[0]].add(len(key))
-        self._quiet_lengths = {w: tuple(sorted(n, reverse=True)) for w, n in quiet_lengths.items()}
-        self._lexicon = dict(lexicon)
-        self._case_sensitive = dict(case_sensitive)
+                    if signal in signals and key:
+                        current = whole.get(key, {})
+                        strength = max(current.get(signal, 0.0), WHOLE_QUERY_STRENGTH * affinity)
+                        whole[key] = {**current, signal: strength}
+                known_words.update(key.split(" "))
+        self._lexicon = lexicon
+        self._case_sensitive = case_sensitive
+        self._whole = whole
+        self._known_words = known_words
+        self._known_stems = base.known_stems | {stem(w) for w in known_words - base.known_words}
+        self._typos = base.typos
+        self._everyday = base.everyday
+        self._name_keys = base.name_keys
+        self._quiet_titles = base.quiet_titles
+        self._quiet_lengths = base.quiet_lengths
+        self._weak_speech_forms = base.weak_speech_forms
+        self._languages = base.languages
+        self._words = base.words
 
-        lengths: dict[str, set[int]] = defaultdict(set)
-        for key in self._lexicon:
-            lengths[key[0]].add(len(key))
-        # Phrase lengths worth trying at a word, longest first (most words start no phrase).
-        self._lengths = {w: tuple(sorted(n, reverse=True)) for w, n in lengths.items()}
-        # The same phrases by the stems of their words ("doors creaking" -> "door creaking").
-        by_stem: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
-        for key in self._lexicon:
-            by_stem[tuple(stem(w) for w in key)].append(key)
-        self._by_stem: dict[tuple[str, ...], tuple[str, ...]] = {}
-        for stems, keys in by_stem.items():
-            keys.sort()
+        # Look-up indexes over the whole lexicon: the base's, plus the taxonomy's phrases.
+        extra = [k for k in lexicon if k not in base.lexicon]
+        self._lengths = _merge_lengths(base.lengths, ((k[0], len(k)) for k in extra))
+        self._by_stem = dict(base.by_stem)
+        self._stem_forms = dict(base.stem_forms)
+        for new_key in extra:
+            stems = tuple(stem(w) for w in new_key)
+            known = self._by_stem.get(stems)
             self._by_stem[stems] = (
-                keys[0] if len(keys) == 1 else min(keys, key=lambda k: (len(k), k))
+                new_key if known is None else min(known, new_key, key=_phrase_order)
             )
-        self._stem_forms: dict[str, list[str]] = defaultdict(list)
-        for key in self._lexicon:
-            if len(key) == 1:
-                self._stem_forms[stem(key[0])].append(key[0])
-        stem_lengths: dict[str, set[int]] = defaultdict(set)
-        for stems in self._by_stem:
-            if len(stems) > 1:
-                stem_lengths[stems[0]].add(len(stems))
-        self._stem_lengths = {w: tuple(sorted(n, reverse=True)) for w, n in stem_lengths.items()}
-        self._vocabulary = {w for key in self._lexicon for w in key}
-        name_words = self._vocabulary - typo_targets
-        self._typos = TypoIndex(typo_targets - name_words, min_length=MIN_TYPO_LENGTH)
-        self._known_stems = {stem(w) for w in self._known_words}
-        # Plural spoken formats are catalogue shelves ("sermons in portuguese", "lectures
-        # longer than 2 hours"): spoken, but they do not make what follows spoken content.
-        plural_heads = {k[0] for k in self._plural_formats if len(k) == 1}
-        self._plural_formats |= {k for k in self._lexicon if len(k) > 1 and k[-1] in plural_heads}
+            if len(new_key) == 1:
+                self._stem_forms[stems[0]] = (*self._stem_forms.get(stems[0], ()), new_key[0])
+        self._stem_lengths = _merge_lengths(
+            base.stem_lengths, ((k[0], len(k)) for k in self._by_stem if len(k) > 1)
+        )
+        self._vocabulary = base.vocabulary | {w for key in extra for w in key}
+        plural_heads = {k[0] for k in base.plural_formats if len(k) == 1}
+        self._plural_formats = base.plural_formats | {
+            k for k in extra if len(k) > 1 and k[-1] in plural_heads
+        }
+        self._names_by_start = base.names_by_start
+        if len(case_sensitive) != len(base.case_sensitive):
+            self._names_by_start = _names_by_start(case_sensitive)
+        self._log_alpha = [math.log(0.6 if s == "visual" else 0.4) for s in self.signals]
         self._spelling_cache: dict[str, str] = {}
         self._form_cache: dict[str, str | None] = {}
         self._lengths_cache: dict[str, tuple[int, ...]] = {}
-
-        # Case-sensitive names, found by their first word (a dict look-up per query word) and
-        # then confirmed with a small pattern each.
-        self._names_by_first: dict[str, list[tuple[str, re.Pattern[str]]]] = defaultdict(list)
-        for name in sorted(self._case_sensitive, key=lambda n: (-len(n), n)):
-            first = _RAW_WORD.findall(name)
-            if first:
-                pattern = re.compile(r"(?<![\w'])" + re.escape(name) + r"(?![\w'])")
-                self._names_by_first[first[0]].append((name, pattern))
-        self._names_by_first = dict(self._names_by_first)
-        self._log_alpha = [math.log(0.6 if s == "visual" else 0.4) for s in self.signals]
-
-        def listed(name: str) -> set[tuple[str, ...]]:
-            return {_tuple(p) for p in language.get(name, [])}
-
-        self._negators = listed("negators")
-        self._negation_skip = {w for p in listed("negation_skip") for w in p}
-        self._negation_enders = {w for p in listed("negation_enders") for w in p}
-        self._emphasis = listed("emphasis")
-        self._emphasis_first = {p[0] for p in self._emphasis}
-        self._negator_first = {p[0] for p in self._negators}
-        self._pronouns = {w for p in listed("utterance_pronouns") for w in p}
-        self._strong_pronouns = self._pronouns - {
-            "me",
-            "my",
-            "our",
-            "ours",
-            "us",
-            "myself",
-            "ourselves",
-            "yourself",
-            "yours",
-        }
-        self._frames = listed("request_frames")
-        self._starters = listed("utterance_starters")
-        self._speakers = listed("speakers")
-        self._people = listed("people") | self._speakers
-        self._media = {w for p in listed("media_nouns") for w in p}
-        self._voice_qualities = listed("voice_qualities")
-        self._language_before = {p[-1] for p in listed("language_frames_before")} | {
-            "speaking",
-            "speaks",
-            "spoken",
-        }
-        self._language_after = listed("language_frames_after") | {
-            p[:1] for p in listed("language_frames_after")
-        }
-        self._voice_nouns = {w for p in listed("voice_nouns") for w in p}
 
     # -- words -----------------------------------------------------------------------------
     def _spelling(self, word: str) -> str:
@@ -651,12 +854,12 @@ class ReferenceTeacher:
                     stem_key = self._by_stem.get(tuple(stems[i : i + n]))
                     contributions = self._lexicon.get(stem_key) if stem_key else None
                 if contributions is not None:
-                    found = _Match(i, n, contributions, " ".join(key))
+                    found = _Match(i, n, contributions, " ".join(key), key)
                     break
             if found is None and (words[i],) not in self._lexicon:
                 other = self._other_form(words[i])
                 if other is not None:
-                    found = _Match(i, 1, self._lexicon[(other,)], words[i])
+                    found = _Match(i, 1, self._lexicon[(other,)], words[i], (words[i],))
             if found is None:
                 i += 1
                 continue
@@ -671,29 +874,8 @@ class ReferenceTeacher:
         return np.array(totals), hits
 
     def _evidence(self, query: str) -> tuple[list[float], list[CueHit]]:
-        raw_words = query.split()
-        words: list[str] = []
-        owner: list[int] = []  # raw word index of each normalised word
-        clause: list[int] = []  # clause number of each normalised word
-        capital: list[bool] = []
-        sentence: list[int] = []  # like clause, but only punctuation separates
-        current_clause = current_sentence = 0
-        for position, raw in enumerate(raw_words):
-            tokens = _tokens(raw)
-            if raw.startswith(_CLAUSE_PUNCTUATION):
-                current_sentence += 1
-            if raw.startswith(_CLAUSE_PUNCTUATION) or (tokens and tokens[0] in _CLAUSE_WORDS):
-                current_clause += 1
-            is_capital = raw.lstrip("\"'“‘(")[:1].isupper()
-            for token in tokens:
-                words.append(token)
-                owner.append(position)
-                clause.append(current_clause)
-                sentence.append(current_sentence)
-                capital.append(is_capital)
-            if raw.endswith(_CLAUSE_PUNCTUATION):
-                current_clause += 1
-                current_sentence += 1
+        q = _parse(query)
+        words, clause, capital, owner = q.words, q.clause, q.capital, q.owner
         index = {s: i for i, s in enumerate(self.signals)}
         parts: list[list[float]] = [[] for _ in self.signals]
         hits: list[CueHit] = []
@@ -705,74 +887,58 @@ class ReferenceTeacher:
 
         spans = _quoted_spans(query)
         quoted_words = {w for span in spans for w in normalise(span).split(" ")}
-        runs = _capitalised_runs(raw_words)
+        runs = _capitalised_runs(q.raw_words)
         in_title = {p for start, end in runs for p in range(start, end)}
         # Slips of the keyboard are fixed first (never in a capitalised word: it may be a name).
         words = [w if capital[k] else self._spelling(w) for k, w in enumerate(words)]
         matches = self._match(words)
         negated = self._negation(words, clause)
-        inside = {p for m in matches if m.length > 1 for p in range(m.start, m.start + m.length)}
+        inside = {p for m in matches if m.length > 1 for p in range(m.start, m.end)}
         emphasised = self._emphasis_flags(words, clause, inside)
-        whole_query = normalise(query)
-
-        def is_negated(m: _Match) -> bool:
-            return negated[m.start]
-
         matches = self._speakers_talking(words, matches)
 
+        def audible(m: _Match) -> bool:
+            audio = m.contributions.get("audio", 0)
+            return audio >= 2.5 and audio > m.contributions.get("visual", 0)
+
         speech_openers = [
-            m.start + m.length - 1
+            m.end - 1
             for m in matches
             if m.contributions.get("transcription", 0) >= 2.5
-            and not is_negated(m)
-            and tuple(words[m.start : m.start + m.length]) not in self._plural_formats
-            and words[m.start + m.length - 1] != "with"  # "interview with" names a speaker
+            and not negated[m.start]
+            and m.key not in self._plural_formats
+            and m.key[-1] != "with"  # "interview with" names a speaker
         ]
         # "sound of a train", "ambient track of the market": what follows is a sound source.
         listen_openers = [
-            m.start + m.length - 1
+            m.end - 1
             for m in matches
-            if " ".join(words[m.start : m.start + m.length]) in _LISTEN_OPENERS
-            or (
-                m.contributions.get("audio", 0) >= 2.5
-                and m.contributions.get("audio", 0) > m.contributions.get("visual", 0)
-                and words[m.start + m.length : m.start + m.length + 1] == ["of"]
-            )
+            if m.phrase in _LISTEN_OPENERS or (audible(m) and words[m.end : m.end + 1] == ["of"])
         ]
-
-        def in_scope(position: int, openers: list[int]) -> bool:
-            return any(o < position and clause[o] == clause[position] for o in openers)
-
-        sound_at = [
-            m.start
-            for m in matches
-            if m.contributions.get("audio", 0) >= 2.5
-            and m.contributions.get("audio", 0) > m.contributions.get("visual", 0)
-            and not is_negated(m)
-        ]
+        sound_at = [m.start for m in matches if audible(m) and not negated[m.start]]
         # "seagulls and harbour ambience", "coffee shop chatter background noise": a sound
         # noun at the end of a phrase makes everything before it in the sentence its source.
         sound_heads = [
-            m.start + m.length - 1
+            m.end - 1
             for m in matches
             if m.contributions.get("audio", 0) >= 2.5
-            and words[m.start + m.length - 1] in _SOUND_HEADS
-            and not is_negated(m)
+            and m.key[-1] in _SOUND_HEADS
+            and not negated[m.start]
         ]
+        spoken_scope = _after(speech_openers, clause)
+        listen_scope = _after(listen_openers, clause)
+        after_sound = _after(sound_at, clause)
+        before_head = _before(sound_heads, q.sentence)
+        near_sound = {s - d for s in sound_at for d in (1, 2)}
         voice_quality = self._voice_quality_positions(words)
         spoken_language, idle_language = self._language_roles(words, clause, matches)
-        first_token: dict[int, int] = {}
-        for k, o in enumerate(owner):
-            first_token.setdefault(o, k)
-        names_found = self._find_names(query)
-        named = bool(names_found or runs) or any(
-            tuple(words[m.start : m.start + m.length]) in self._name_keys for m in matches
-        )
+        names_found = self._find_names(query) if q.has_capital else []
+        named = bool(names_found or runs) or any(m.key in self._name_keys for m in matches)
         metadata_spans = {
             p
             for m in matches
             if m.contributions.get("metadata", 0) >= NAME_STRENGTH
-            for p in range(m.start, m.start + m.length)
+            for p in range(m.start, m.end)
         }
         quiet_titles = [
             (start, end)
@@ -787,7 +953,7 @@ class ReferenceTeacher:
             contributions = m.contributions
             if (
                 named
-                and i + m.length - 1 == last
+                and m.end - 1 == last
                 and i > 0
                 and contributions.get("transcription", 0) >= 2.5
             ):
@@ -802,21 +968,14 @@ class ReferenceTeacher:
                 contributions = {"transcription": max(contributions["metadata"], LANGUAGE_STRENGTH)}
             elif i in idle_language:
                 continue
-            elif tuple(words[i : i + m.length]) in self._languages:
+            elif m.key in self._languages:
                 contributions = {
                     "metadata": max(contributions.get("metadata", 0), LANGUAGE_STRENGTH)
                 }
-            negative = is_negated(m)
-            spoken = words[i] in quoted_words or in_scope(i, speech_openers)
+            negative = negated[i]
+            spoken = words[i] in quoted_words or spoken_scope[i]
             titled = (owner[i] in in_title and len(runs) > 0) or i in titled_tokens
-            sound_source = (
-                in_scope(i, listen_openers)
-                or any(
-                    s != i and (0 < s - i <= 2 or (s < i and clause[s] == clause[i]))
-                    for s in sound_at
-                )
-                or any(i < h and sentence[h] == sentence[i] for h in sound_heads)
-            )
+            sound_source = listen_scope[i] or i in near_sound or after_sound[i] or before_head[i]
             for signal, strength in contributions.items():
                 factor = 1.0
                 if negative:
@@ -836,24 +995,23 @@ class ReferenceTeacher:
         # Names written with their capitals (common words only count as names that way). A
         # name inside spoken content is part of what is said ("reading Goldilocks aloud").
         for found in names_found:
-            name = found.group(0)
-            at = first_token.get(len(query[: found.start()].split()), 0)
+            name = found.name
+            at = q.first_token.get(len(query[: found.start].split()), 0)
             if at in metadata_spans and " " not in name:
                 continue  # "Monaco" inside "Monaco Grand Prix": counted once
-            in_speech = in_scope(at, speech_openers)
-            rest = query[found.end() :].strip(" .,;:!?\"'()")
-            followed_by_number = rest[:1].isdigit()
-            whole_name = not rest and found.start() == 0
-            opening = found.start() == 0 and " " not in name and not followed_by_number
+            rest = query[found.end :].strip(" .,;:!?\"'()")
+            whole_name = not rest and found.start == 0
+            opening = found.start == 0 and " " not in name and not rest[:1].isdigit()
             for signal, value in self._case_sensitive[name].items():
                 if whole_name:
                     value = WHOLE_QUERY_STRENGTH
                 elif opening:  # may just be the capital a query starts with ("Pink sky")
                     value = min(value, OPENING_NAME_STRENGTH)
-                if in_speech and signal != "transcription":
+                if spoken_scope[at] and signal != "transcription":
                     value *= SPEECH_SCOPE_FACTOR
                 credit(name, signal, value)
         # The whole query is a known title, name or taxonomy value ("the office", "Up").
+        whole_query = " ".join(q.words)
         bare = whole_query[4:] if whole_query.startswith("the ") else whole_query
         for key in dict.fromkeys((whole_query, bare)):
             for signal, value in self._whole.get(key, {}).items():
@@ -864,13 +1022,13 @@ class ReferenceTeacher:
             for span in spans:
                 credit(f'"{span}"', "transcription", QUOTE_STRENGTH)
             for opener in speech_openers:
-                content = [
-                    w
-                    for j, w in enumerate(words[opener + 1 :], start=opener + 1)
-                    if clause[j] == clause[opener] and w not in _STOPWORDS
-                ]
+                content = sum(
+                    1
+                    for j in range(opener + 1, len(words))
+                    if clause[j] == clause[opener] and words[j] not in _STOPWORDS
+                )
                 if content:
-                    boost = SPOKEN_CONTENT_BOOST * min(1 + 0.25 * (len(content) - 1), 1.75)
+                    boost = SPOKEN_CONTENT_BOOST * min(1 + 0.25 * (content - 1), 1.75)
                     credit("spoken content", "transcription", boost)
             if not spans:
                 titled_words = {k for k in range(len(words)) if owner[k] in in_title}
@@ -878,32 +1036,52 @@ class ReferenceTeacher:
                 if line:
                     credit(f"line '{line}'", "transcription", UTTERANCE_STRENGTH)
         if "metadata" in index:
-            matched: dict[str, float] = {}
-            for hit in hits:
-                if hit.signal == "metadata":
-                    matched[hit.phrase] = max(matched.get(hit.phrase, 0.0), hit.strength)
-            for pattern, label in _METADATA_PATTERNS:
-                for found in pattern.finditer(query):
-                    text = found.group(0)
-                    if text.lower() in matched:  # the lexicon has it: do not count it twice
-                        self._raise(parts[index["metadata"]], matched[text.lower()], 3.0)
+            self._catalogue_evidence(q, words, matches, named, runs, spoken_scope, hits, credit)
+            metadata = parts[index["metadata"]]
+            patterns = _METADATA_PATTERNS if _PATTERN_HINT.search(query) else ()
+            for pattern, label in patterns:
+                for pattern_match in pattern.finditer(query):
+                    text = pattern_match.group(0)
+                    earlier = max(
+                        (
+                            h.strength
+                            for h in hits
+                            if h.signal == "metadata" and h.phrase == text.lower()
+                        ),
+                        default=None,
+                    )
+                    if earlier is not None:  # the lexicon has it: do not count it twice
+                        self._raise(metadata, earlier, 3.0)
                     else:
                         credit(f"{label} '{text}'", "metadata", 3.0)
-            for phrase, strength in self._catalogue_frames(words, matches, named):
-                credit(phrase, "metadata", strength)
-            known = {h.phrase.lower() for h in hits if h.signal == "metadata"}
-            for start, end in runs:
-                run = " ".join(raw_words[start:end]).strip(".,;:!?\"'()")
-                if run.lower() not in known:
-                    strength = 2.5 if end - start > 1 else 1.2
-                    if in_scope(first_token.get(start, 0), speech_openers):
-                        strength *= SPEECH_SCOPE_FACTOR
-                    credit(f"name '{run}'", "metadata", strength)
         totals = []
         for values in parts:
             values.sort(reverse=True)
             totals.append(sum(v * DECAY**k for k, v in enumerate(values)))
         return totals, hits
+
+    def _catalogue_evidence(
+        self,
+        q: _Query,
+        words: list[str],
+        matches: list[_Match],
+        named: bool,
+        runs: list[tuple[int, int]],
+        spoken_scope: list[bool],
+        hits: list[CueHit],
+        credit: Callable[[str, str, float], None],
+    ) -> None:
+        """Catalogue frames ('videos by mkbhd') and capitalised runs that look like names."""
+        for phrase, strength in self._catalogue_frames(words, matches, named):
+            credit(phrase, "metadata", strength)
+        known = {h.phrase.lower() for h in hits if h.signal == "metadata"}
+        for start, end in runs:
+            run = " ".join(q.raw_words[start:end]).strip(".,;:!?\"'()")
+            if run.lower() not in known:
+                strength = 2.5 if end - start > 1 else 1.2
+                if spoken_scope[q.first_token.get(start, 0)]:
+                    strength *= SPEECH_SCOPE_FACTOR
+                credit(f"name '{run}'", "metadata", strength)
 
     @staticmethod
     def _raise(values: list[float], old: float, new: float) -> None:
@@ -920,11 +1098,11 @@ class ReferenceTeacher:
         count = len(words)
         while i < count:
             width = 0
-            if words[i] not in self._negator_first:
+            if words[i] not in self._words.negator_first:
                 i += 1
                 continue
             for n in (3, 2, 1):
-                if i + n <= count and tuple(words[i : i + n]) in self._negators:
+                if i + n <= count and tuple(words[i : i + n]) in self._words.negators:
                     width = n
                     break
             if not width or (words[i] == "not" and words[i + 1 : i + 2] == ["to"]):
@@ -934,12 +1112,12 @@ class ReferenceTeacher:
             j = i + width
             while j < count and budget > 0:
                 word = words[j]
-                if word in self._negation_enders or (clause[j] != clause[i] and budget < 3):
+                if word in self._words.negation_enders or (clause[j] != clause[i] and budget < 3):
                     break
-                if tuple(words[j : j + 1]) in self._negators:
+                if tuple(words[j : j + 1]) in self._words.negators:
                     break
                 flags[j] = True
-                if word not in self._negation_skip:
+                if word not in self._words.negation_skip:
                     budget -= 1
                 j += 1
             i = j
@@ -955,8 +1133,10 @@ class ReferenceTeacher:
             if phrase in self._weak_speech_forms and m.start > 0:
                 before = ends.get(m.start - 1)
                 who = tuple(words[before.start : m.start]) if before else (words[m.start - 1],)
-                if who in self._speakers or (words[m.start - 1],) in self._speakers:
-                    m = _Match(m.start, m.length, {"transcription": SPEECH_VERB_STRENGTH}, m.phrase)
+                if who in self._words.speakers or (words[m.start - 1],) in self._words.speakers:
+                    m = _Match(
+                        m.start, m.length, {"transcription": SPEECH_VERB_STRENGTH}, m.phrase, m.key
+                    )
             out.append(m)
         return out
 
@@ -965,10 +1145,10 @@ class ReferenceTeacher:
         an 'only' that is part of a phrase ('editorial use only')."""
         flags = [False] * len(words)
         for i in range(len(words)):
-            if words[i] not in self._emphasis_first or i in inside:
+            if words[i] not in self._words.emphasis_first or i in inside:
                 continue
             for n in (2, 1):
-                if i + n <= len(words) and tuple(words[i : i + n]) in self._emphasis:
+                if i + n <= len(words) and tuple(words[i : i + n]) in self._words.emphasis:
                     for j in range(i + n, min(len(words), i + n + 3)):
                         if clause[j] == clause[i]:
                             flags[j] = True
@@ -979,11 +1159,11 @@ class ReferenceTeacher:
         """Voice nouns described by how they sound ('raspy voice', 'deep voice')."""
         found: set[int] = set()
         for i, word in enumerate(words):
-            if word not in self._voice_nouns:
+            if word not in self._words.voice_nouns:
                 continue
             for n in (3, 2, 1):
                 for start in range(max(0, i - 2 - n + 1), i):
-                    if tuple(words[start : start + n]) in self._voice_qualities:
+                    if tuple(words[start : start + n]) in self._words.voice_qualities:
                         found.add(i)
         return found
 
@@ -1004,15 +1184,15 @@ class ReferenceTeacher:
             end = m.start + m.length
             after = tuple(words[end : end + 2])
             framed = (
-                before in self._language_before
-                or (after[:1] and after[:1] in self._language_after)
-                or after in self._language_after
-                or any(w in self._media for w in words[end : end + 3])
-                or any(w in self._media for w in words[max(0, m.start - 2) : m.start])
+                before in self._words.language_before
+                or (after[:1] and after[:1] in self._words.language_after)
+                or after in self._words.language_after
+                or any(w in self._words.media for w in words[end : end + 3])
+                or any(w in self._words.media for w in words[max(0, m.start - 2) : m.start])
                 or count == m.length
             )
             if before == "with" and not (
-                after[:1] in self._language_after or after in self._language_after
+                after[:1] in self._words.language_after or after in self._words.language_after
             ):
                 framed = False
             if not framed:
@@ -1023,11 +1203,11 @@ class ReferenceTeacher:
             for j in range(m.start - 1, -1, -1):
                 if clause[j] != clause[m.start] and words[j] not in _CLAUSE_WORDS:
                     break
-                if words[j] in self._media:
+                if words[j] in self._words.media:
                     break
-                if (words[j],) in self._people or tuple(
+                if (words[j],) in self._words.people or tuple(
                     words[max(0, j - 1) : j + 1]
-                ) in self._people:
+                ) in self._words.people:
                     spoken.add(m.start)
                     break
         return spoken, idle
@@ -1035,12 +1215,12 @@ class ReferenceTeacher:
     def _utterance(self, words: list[str], titled: set[int]) -> str:
         """An unquoted first- or second-person line ('i'm gonna make him an offer he can't
         refuse'), unless the pronoun is the searcher's own ('i need', 'you can hear')."""
-        if not any(w in self._strong_pronouns for w in words):
+        if not any(w in self._words.strong_pronouns for w in words):
             return ""
         covered = [False] * len(words)
         for i in range(len(words)):
             for n in (4, 3, 2, 1):
-                if i + n <= len(words) and tuple(words[i : i + n]) in self._frames:
+                if i + n <= len(words) and tuple(words[i : i + n]) in self._words.frames:
                     for j in range(i, i + n):
                         covered[j] = True
                     break
@@ -1049,14 +1229,14 @@ class ReferenceTeacher:
                 i
                 for i in range(len(words))
                 for n in (4, 3, 2)
-                if tuple(words[i : i + n]) in self._starters
+                if tuple(words[i : i + n]) in self._words.starters
             ),
             None,
         )
         for i, word in enumerate(words):
             if i in titled:  # "singing You'll Never Walk Alone" names a song
                 continue
-            if word in self._strong_pronouns and (not covered[i] or starter is not None):
+            if word in self._words.strong_pronouns and (not covered[i] or starter is not None):
                 start = starter if starter is not None else max(0, i - 1)
                 content = [w for w in words[start:] if w not in _STOPWORDS]
                 return " ".join(words[start : start + 6]) if content else ""
@@ -1076,7 +1256,7 @@ class ReferenceTeacher:
         if named and len(words) > 1 and words[-1] == "live":
             found.append(("live performance", LIVE_SHOW_STRENGTH - 0.5))
         for i, word in enumerate(words[:-1]):
-            if word == "by" and i > 0 and words[i - 1] in self._media:
+            if word == "by" and i > 0 and words[i - 1] in self._words.media:
                 name = words[i + 1]
                 if (i + 1) in names or name not in self._everyday:
                     found.append((f"creator '{name}'", CREATOR_STRENGTH))
@@ -1085,7 +1265,7 @@ class ReferenceTeacher:
                 and i > 0
                 and words[i + 1] in {"in", "at", "from"}
                 and i + 2 < len(words)
-                and words[i - 1] not in self._pronouns | _NOT_PERFORMERS
+                and words[i - 1] not in self._words.pronouns | _NOT_PERFORMERS
             ):
                 found.append((f"live show '{' '.join(words[i - 1 : i + 3])}'", LIVE_SHOW_STRENGTH))
         return found
@@ -1101,7 +1281,7 @@ class ReferenceTeacher:
                 if (
                     key in self._quiet_titles
                     and not any(capital[i : i + n])
-                    and not any(w in self._strong_pronouns for w in key)
+                    and not any(w in self._words.strong_pronouns for w in key)
                 ):
                     spans.append((i, i + n))
                     i += n - 1
@@ -1109,20 +1289,39 @@ class ReferenceTeacher:
             i += 1
         return spans
 
-    def _find_names(self, query: str) -> list[re.Match[str]]:
-        """Case-sensitive names in the query, left to right, longest first, not overlapping."""
-        found: list[re.Match[str]] = []
-        for word in dict.fromkeys(_RAW_WORD.findall(query)):
-            for _, pattern in self._names_by_first.get(word, ()):
-                found.extend(pattern.finditer(query))
-        found.sort(key=lambda m: (m.start(), -len(m.group(0))))
-        chosen: list[re.Match[str]] = []
+    def _find_names(self, query: str) -> list[_Name]:
+        """Case-sensitive names in the query, left to right, longest first, not overlapping,
+        each standing alone (not part of a longer word)."""
+        tokens = list(_RAW_WORD.finditer(query))
+        chosen: list[_Name] = []
         end = -1
-        for match in found:
-            if match.start() >= end:
-                chosen.append(match)
-                end = match.end()
+        for i, token in enumerate(tokens):
+            if token.start() < end:
+                continue
+            heads: list[tuple[str, ...]] = [(token.group(0),)]
+            if i + 1 < len(tokens):
+                heads.insert(0, (token.group(0), tokens[i + 1].group(0)))
+            for head in heads:
+                found = self._name_at(query, token.start(), self._names_by_start.get(head, ()))
+                if found is not None:
+                    chosen.append(found)
+                    end = found.end
+                    break
         return chosen
+
+    @staticmethod
+    def _name_at(query: str, at: int, candidates: Iterable[tuple[str, int]]) -> _Name | None:
+        for name, offset in candidates:
+            start = at - offset
+            stop = start + len(name)
+            if (
+                start >= 0
+                and query.startswith(name, start)
+                and not (start > 0 and _WORDLIKE.match(query, start - 1))
+                and not (stop < len(query) and _WORDLIKE.match(query, stop))
+            ):
+                return _Name(name, start, stop)
+        return None
 
     # -- decision --------------------------------------------------------------------------
     def route(self, query: str) -> RoutingDecision:
