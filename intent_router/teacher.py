@@ -155,6 +155,7 @@ _LISTEN_OPENERS = {
     "ambient sounds of",
     "soundscape of",
 }
+_CAMEL = re.compile(r"[a-z][A-Z]|\d")
 _WEAK_PRONOUNS = frozenset(
     ["me", "my", "our", "ours", "us", "myself", "ourselves", "yourself", "yours"]
 )
@@ -524,6 +525,7 @@ class _Base:
     stem_lengths: dict[str, tuple[int, ...]]
     vocabulary: frozenset[str]
     names_by_start: dict[tuple[str, ...], list[tuple[str, int]]]
+    joined_names: dict[str, str]  # one-word names written apart: "mrbeast" <- "mr beast"
 
     def looks_common(self, name: str) -> bool:
         return _looks_common(name, self.common_words)
@@ -618,6 +620,13 @@ def _base(signals: frozenset[str]) -> _Base:
             lexicon[key] = kept
         else:
             lexicon.pop(key, None)
+    # A hyphenated phrase also matches written apart or together ("call-in", "call in").
+    for key in [k for k in lexicon if any("-" in w for w in k)]:
+        apart = tuple(p for w in key for p in w.split("-") if p)
+        joined = tuple(w.replace("-", "") for w in key)
+        for variant in (apart, joined):
+            if variant and variant not in lexicon:
+                lexicon[variant] = dict(lexicon[key])
     # Typos are fixed towards words of the lexicon and word lists only, never towards a name
     # ('turning' is not 'turing').
     typo_targets = {w for key in lexicon for w in key}
@@ -629,11 +638,15 @@ def _base(signals: frozenset[str]) -> _Base:
     case_sensitive: dict[str, dict[str, float]] = defaultdict(dict)
     whole: dict[str, dict[str, float]] = defaultdict(dict)
     quiet_titles: dict[tuple[str, ...], str] = {}
+    joined_names: dict[str, str] = {}
     catalogue, common_names = _catalogue()
     names = list(_builtin_entities()) + list(catalogue)
     if "metadata" in signals:
         for entity in names:
-            common = entity in common_names or _looks_common(entity, common_words)
+            # "MrBeast", "PewDiePie", "Deadmau5": not a word, so a name in any case ("boAt" and
+            # "GoT" stay case-sensitive: in lower case they are words).
+            camel = bool(_CAMEL.search(entity)) and entity.lower() not in known_words
+            common = (entity in common_names or _looks_common(entity, common_words)) and not camel
             key = _tuple(entity)
             if common:
                 current = case_sensitive[entity]
@@ -651,6 +664,8 @@ def _base(signals: frozenset[str]) -> _Base:
                 )
             if common and len(key) > 1 and key not in lexicon:
                 quiet_titles.setdefault(key, entity)
+            if len(key) == 1 and not common:  # "mr beast" finds "MrBeast"
+                joined_names.setdefault(key[0], entity)
             known_words.update(key)
     name_keys = frozenset(_tuple(n) for n in names)
     everyday = frozenset(
@@ -700,6 +715,7 @@ def _base(signals: frozenset[str]) -> _Base:
         stem_lengths={w: tuple(sorted(n, reverse=True)) for w, n in stem_lengths.items()},
         vocabulary=frozenset(w for key in lexicon for w in key),
         names_by_start=_names_by_start(case_sensitive),
+        joined_names=joined_names,
     )
 
 
@@ -758,6 +774,7 @@ class ReferenceTeacher:
         self._weak_speech_forms = base.weak_speech_forms
         self._languages = base.languages
         self._words = base.words
+        self._joined_names = base.joined_names
 
         # Look-up indexes over the whole lexicon: the base's, plus the taxonomy's phrases.
         extra = [k for k in lexicon if k not in base.lexicon]
@@ -856,6 +873,11 @@ class ReferenceTeacher:
                 if contributions is not None:
                     found = _Match(i, n, contributions, " ".join(key), key)
                     break
+            if found is None and i + 1 < count:
+                joined = words[i] + words[i + 1]
+                if joined in self._joined_names and (joined,) in self._lexicon:
+                    key = (words[i], words[i + 1])
+                    found = _Match(i, 2, self._lexicon[(joined,)], " ".join(key), key)
             if found is None and (words[i],) not in self._lexicon:
                 other = self._other_form(words[i])
                 if other is not None:

@@ -375,3 +375,20 @@ def test_the_teacher_is_deterministic_across_instances() -> None:
     second = ReferenceTeacher(builtin_taxonomy())
     assert [first.label_json(q) for q in queries] == [second.label_json(q) for q in queries]
     assert [first.label_json(q) for q in queries] == [first.label_json(q) for q in queries]
+
+
+def test_hyphenated_phrases_match_written_apart_or_together(teacher: ReferenceTeacher) -> None:
+    for query in ("radio call-in about potholes", "radio call in about potholes"):
+        assert top(teacher, query) == "transcription", query
+    _, hits = teacher.evidence("royalty free stock clips")
+    assert any(h.phrase == "royalty free" and h.signal == "metadata" for h in hits)
+
+
+def test_a_one_word_channel_name_is_found_in_any_case_and_written_apart(
+    teacher: ReferenceTeacher,
+) -> None:
+    assert top(teacher, "mrbeast videos") == "metadata"
+    assert top(teacher, "mr beast videos") == "metadata"
+    # a camel-case name that is a word in lower case stays case-sensitive
+    _, hits = teacher.evidence("a boat on a lake")
+    assert not any(h.signal == "metadata" for h in hits)
