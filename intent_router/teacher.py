@@ -973,17 +973,10 @@ class ReferenceTeacher:
         for m in matches:
             i = m.start
             contributions = m.contributions
-            if (
-                named
-                and m.end - 1 == last
-                and i > 0
-                and contributions.get("transcription", 0) >= 2.5
-            ):
-                # "Paris Hilton interview": a person's interviews, not words to find in one
-                contributions = {
-                    **contributions,
-                    "transcription": contributions["transcription"] - 0.5,
-                }
+            if named and m.end - 1 == last and i > 0:
+                # "Paris Hilton interview", "billie eilish songs": a name's interviews or songs
+                # in the catalogue, not words or a sound to find in one
+                contributions = self._shelved(m, contributions)
             if i in voice_quality:
                 contributions = {"audio": VOICE_QUALITY_STRENGTH}
             if i in spoken_language and "metadata" in contributions:
@@ -1081,6 +1074,14 @@ class ReferenceTeacher:
             values.sort(reverse=True)
             totals.append(sum(v * DECAY**k for k, v in enumerate(values)))
         return totals, hits
+
+    def _shelved(self, m: _Match, contributions: dict[str, float]) -> dict[str, float]:
+        """A spoken format or a media noun after a name, ending the query: weaker."""
+        if contributions.get("transcription", 0) >= 2.5:
+            return {**contributions, "transcription": contributions["transcription"] - 0.5}
+        if contributions.get("audio", 0) >= 2.5 and m.key[-1] in self._words.media:
+            return {**contributions, "audio": contributions["audio"] - 0.5}
+        return contributions
 
     def _catalogue_evidence(
         self,
