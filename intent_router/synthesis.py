@@ -229,7 +229,8 @@ class Setting:
     places: tuple[Place, ...]
     things: tuple[str, ...]
     kind: str  # of its first place set: 'in', 'out' or 'dry'
-    domain: str | None  # the speech domain its subjects can talk in
+    domain: str | None
+    placed: frozenset[str] = frozenset()  # actions that already say where ('walking on stage')  # the speech domain its subjects can talk in
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,16 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         )
         for name, by_prep in visual["places"].items()
     }
+    every_place = {
+        f"{prep} {np}" for by_prep in visual["places"].values() for prep, nps in by_prep.items()
+        for np in nps
+    }
+
+    def placed(actions: Sequence[str]) -> frozenset[str]:
+        return frozenset(
+            a for a in actions if _has_place(a) or any(p in f" {a} " for p in every_place)
+        )
+
     settings = []
     for name, spec in visual["settings"].items():
         sets = spec.get("placesets", [])
@@ -361,6 +372,7 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
                 things=_keep(spec.get("things", []), half),
                 kind=kinds.get(sets[0], "out") if sets else "out",
                 domain=(spec.get("speaks") or [None])[0],
+                placed=placed(spec.get("actions", [])),
             )
         )
     actors = tuple(s for s in settings if (s.subjects or s.plural) and s.actions)
@@ -625,7 +637,7 @@ _QUALITY_NOUNS = frozenset(
     ["atmosphere", "mood", "tone", "feel", "vibe", "vibes", "look", "style", "energy", "voice"]
 )
 _PARTICIPLES = frozenset(["sounding", "looking", "feeling", "reporting", "speaking", "talking"])
-_ARTICLE = re.compile(r"\b(a|an|A|An) (?=([\"']?)(\w+))")
+_ARTICLE = re.compile(r"(?:^(A|An)|\b(a|an)) (?=([\"']?)(\w+))")
 _LEADING_ARTICLE = re.compile(r"^(a|an|the) ", re.I)
 _AN_EXCEPTIONS = ("uni", "use", "usu", "eu", "one", "once", "ure", "ubi")
 _AN_SILENT_H = ("hour", "honest", "honour", "honor", "heir")
@@ -648,7 +660,7 @@ NEGATIONS: dict[str, tuple[str, ...]] = {
         "no people talking",
         "without narration",
         "no background music",
-        "just the sound, no commentary",
+        "only the sound and no commentary",
         "without any speech",
     ),
     "transcription": (
@@ -658,7 +670,7 @@ NEGATIONS: dict[str, tuple[str, ...]] = {
         "without the intro music",
         "no sound effects",
         "ignore the visuals",
-        "audio only, no music",
+        "audio only with no music",
     ),
     "metadata": (
         "not the trailer",
@@ -771,8 +783,11 @@ def fix_articles(text: str) -> str:
     """'a' before a consonant sound, 'an' before a vowel sound (for filled taxonomy phrasings)."""
 
     def repl(match: re.Match[str]) -> str:
-        article = match.group(1)
-        want = "an" if _an(match.group(3)) else "a"
+        article = match.group(1) or match.group(2)
+        word = match.group(4)
+        if word.isupper() and len(word) > 1:  # an acronym: leave it as written
+            return match.group(0)
+        want = "an" if _an(word) else "a"
         return (want.capitalize() if article[0].isupper() else want) + " "
 
     return _ARTICLE.sub(repl, text)
@@ -1016,7 +1031,7 @@ class QueryWriter:
                 subject = _bare(subject)
             text = f"{subject} {action}"
         kind = setting.kind
-        if place and setting.places and rng.random() < 0.6 and not _has_place(action):
+        if place and setting.places and rng.random() < 0.6 and action not in setting.placed:
             prep, np, kind = _pick(rng, setting.places)
             if np.rsplit(" ", 1)[-1] not in action:  # not "crossing a river on a river"
                 text = f"{text} {prep} {np}"
@@ -1653,7 +1668,9 @@ class QueryWriter:
         if phrase:
             return query
         if roll < 0.75:
-            if dominant == BALANCED or dominant not in BUILTIN_SIGNALS:
+            if dominant == BALANCED:
+                return query  # already two signals
+            if dominant not in BUILTIN_SIGNALS:
                 other = self._other_signal({dominant}, rng)
                 return f"{query} with {self._with(other, rng)}"
             return self._mixed(dominant, rng)
