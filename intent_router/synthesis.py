@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -45,6 +47,7 @@ AWS_SAMPLE_MIX = {
 }
 DEFAULT_DIFFICULTY_MIX: dict[str, float] = {"easy": 0.5, "hard": 0.35, "edge": 0.15}
 HELDOUT_MODULUS = 5  # one vocabulary item in five is held out of training
+FOCUS_SHARE = 0.35  # share of compositions drawn from a taxonomy's focus (0.7 after a value)
 _SLOT = re.compile(r"\{([^{}]*)\}")
 
 
@@ -273,6 +276,8 @@ class Phrasebook:
     sound_events: tuple[str, ...]
     framed_events: tuple[str, ...]  # seen as well as heard: only inside 'sound of ...'
     sound_nouns: tuple[str, ...]
+    calm_events: tuple[str, ...]  # sounds one might listen to for an hour
+    calm_nouns: tuple[str, ...]
     ambiences: tuple[str, ...]
     music: tuple[str, ...]
     music_places: tuple[str, ...]
@@ -297,6 +302,7 @@ class Phrasebook:
     ratings: tuple[str, ...]
     metadata_formats: dict[str, tuple[str, ...]]
     channels: tuple[str, ...]
+    sources: tuple[str, ...]  # archives, agencies and stock libraries
     sport_events: tuple[str, ...]
     shows_and_festivals: tuple[str, ...]
     teams: tuple[str, ...]
@@ -428,6 +434,10 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         sound_events=tuple(i for g in sound_groups for i in g.items),
         framed_events=_keep(audio["framed_events"], half),
         sound_nouns=_keep(audio["nouns"], half),
+        calm_events=tuple(
+            i for name in audio["calm_groups"] for i in _keep(audio["events"][name]["items"], half)
+        ),
+        calm_nouns=_keep(audio["calm_nouns"], half),
         ambiences=_keep(audio["ambiences"], half),
         music=_keep(audio["music"], half),
         music_places=_keep(audio["music_places"], half),
@@ -452,6 +462,7 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         ratings=_keep(catalogue["ratings"], half),
         metadata_formats={k: _keep(v, half) for k, v in catalogue["formats"].items()},
         channels=_keep(catalogue["channels"], half),
+        sources=_keep(catalogue["sources"], half),
         sport_events=_keep(catalogue["events"]["sport"], half),
         shows_and_festivals=_keep(catalogue["events"]["awards"], half),
         teams=_keep(catalogue["teams"], half),
@@ -503,7 +514,7 @@ def vocabulary_half(half: VocabularyHalf) -> dict[str, tuple[str, ...]]:
         "franchises": book.franchises,
         "genres": book.genres,
         "languages": book.languages,
-        "channels": book.channels,
+        "channels": book.channels + book.sources,
         "events": book.sport_events + book.shows_and_festivals,
         "brands_and_teams": tuple(dict.fromkeys(book.brands + book.teams + book.leagues)),
         "catalogue": book.catalogue + book.audiences + book.ratings + book.decades,
@@ -731,7 +742,7 @@ _AUDIO_MUSIC_FORMS = (
     "{music} for studying",
     "clips with {music}",
     "videos set to {music}",
-    "soft {music}",
+    "soft {bare_music}",
 )
 _SPEECH_LEADS = ("", "", "", "clip of ", "video of ", "the clip of ", "find ", "a video of ")
 _PART_WHERE = (
@@ -756,15 +767,22 @@ _CUSTOM_FORMS = (
 )
 
 
+# 'its'/'itself' needs one subject, 'each other'/'their' several (group 1: singular)
+_NUMBER = re.compile(r" (its|itself) | (?:their|each other|together|in sync|in formation|side by side) ")
 _PLACE_WORDS = re.compile(
     r" (?:in|on|at|into|onto|over|through|across|along|under|by|off|out of|around|from|"
-    r"inside|outside|past|towards|near|down|up) (?:the|a|an|its|their) "
+    r"inside|outside|past|towards|near|down|up) (?:the|a|an|its|their|tall|deep|thick|open) "
 )
 
 
 def _has_place(action: str) -> bool:
     """'jumping into a lake' already says where; it takes no second place phrase."""
     return _PLACE_WORDS.search(f" {action} ") is not None
+
+
+def _playing(music: str) -> str:
+    """'jazz piano playing'; 'a choir singing' stays as it is."""
+    return music if music.endswith("ing") else f"{music} playing"
 
 
 def _bare(phrase: str) -> str:
@@ -894,6 +912,64 @@ def _value_pattern(values: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w'-])(?:" + "|".join(parts) + r")(?![\w'-])")
 
 
+_FOCUS_STOP = frozenset("with from that this their there where when what about into over under after".split())
+
+
+def _words(text: str) -> set[str]:
+    """Lowercase content words (capitalised names such as 'Tiger Woods' say nothing about
+    the scenes a taxonomy is about)."""
+    return {
+        w
+        for w in re.findall(r"(?<![\w'-])[a-z][a-z'-]{3,}", _SLOT.sub(" ", text))
+        if w not in _FOCUS_STOP
+    }
+
+
+def _focus(
+    taxonomy_words: set[str], items: Sequence[tuple[Any, set[str]]], floor: float
+) -> tuple[Any, ...]:
+    """The items (settings, speech domains, sound groups) a taxonomy is about: scored by the
+    rarity-weighted words they share with the taxonomy's values, phrasings and cues; empty for
+    a general taxonomy that points nowhere in particular."""
+    df = Counter(w for _, words in items for w in words)
+    n = len(items)
+    scored = [
+        (sum(math.log(n / df[w]) for w in taxonomy_words & words), i)
+        for i, (_, words) in enumerate(items)
+    ]
+    top = max((s for s, _ in scored), default=0.0)
+    if top < floor:
+        return ()
+    return tuple(items[i][0] for s, i in sorted(scored, reverse=True) if s >= 0.4 * top)
+
+
+_FOCUS_CACHE: dict[tuple[str, str], tuple[tuple[Any, ...], ...]] = {}
+
+
+def _taxonomy_focus(taxonomy: Taxonomy, half: VocabularyHalf) -> tuple[tuple[Any, ...], ...]:
+    key = (taxonomy.fingerprint, half)
+    if key not in _FOCUS_CACHE:
+        book = phrasebook(half)
+        words: set[str] = set()
+        for attribute in taxonomy.attributes:
+            for text in (*attribute.values, *attribute.phrasings):
+                words |= _words(text)
+        for signal in taxonomy.signals:
+            for cue in signal.cues:
+                words |= _words(cue)
+        settings = [
+            (s, _words(" ".join((*s.subjects, *s.plural, *s.actions, *s.things, *(p[1] for p in s.places)))))
+            for s in book.actors
+        ]
+        domains = [
+            (d, _words(" ".join((*d.speakers, *d.topics, *d.places, *(f for fs in d.formats.values() for f in fs)))))
+            for d in book.domains
+        ]
+        # Sound groups share too few words with a taxonomy to tell; they get no focus.
+        _FOCUS_CACHE[key] = (_focus(words, settings, 12.0), _focus(words, domains, 25.0), ())
+    return _FOCUS_CACHE[key]
+
+
 class QueryWriter:
     """Writes search-box queries for cells of a taxonomy from a grammar and one vocabulary half.
 
@@ -950,6 +1026,12 @@ class QueryWriter:
             if s.name not in BUILTIN_SIGNALS
         }
         self._short = {signal: self._short_items(signal) for signal in BUILTIN_SIGNALS}
+        focus = _taxonomy_focus(taxonomy, vocabulary)
+        self._focus_settings: tuple[Setting, ...] = focus[0]
+        self._focus_domains: tuple[Domain, ...] = focus[1]
+        self._focus_sounds: tuple[SoundGroup, ...] = focus[2]
+        self._focused = False  # inside a continuation of an attribute phrase
+        self._sounds_cache: dict[str, tuple[str, ...]] = {}
 
     # -- slots -------------------------------------------------------------------------------
     def _slots(self, rng: random.Random) -> dict[str, Callable[[], str]]:
@@ -1002,6 +1084,8 @@ class QueryWriter:
         """A time that fits the place: no weather indoors, in the desert or under water."""
         book = self.book
         roll = rng.random()
+        if kind == "light":
+            return _pick(rng, book.times_outdoor)
         if kind == "in" or roll < 0.25:
             return _pick(rng, book.times_any)
         if kind == "dry" or roll < 0.65:
@@ -1016,18 +1100,24 @@ class QueryWriter:
         place: bool = True,
         time: bool = True,
         setting: Setting | None = None,
+        keyword: bool = False,
     ) -> str:
         """'a dog chasing a tennis ball on a beach at sunset' (finite: 'a dog is chasing ...')."""
-        setting = setting or _pick(rng, self.book.actors)
+        if setting is None:
+            focus = self._focus_settings
+            share = 0.7 if self._focused else FOCUS_SHARE
+            setting = _pick(rng, focus if focus and rng.random() < share else self.book.actors)
+        action = _pick(rng, setting.actions)
         plural = bool(setting.plural) and (not setting.subjects or rng.random() < 0.3)
+        if setting.plural and setting.subjects and _NUMBER.search(f" {action} "):
+            plural = _NUMBER.search(f" {action} ").group(1) is None  # type: ignore[union-attr]
         subject = _pick(rng, setting.plural if plural else setting.subjects)
         if subject in self.book.appearance_subjects and rng.random() < 0.4:
             subject = f"{subject} {_pick(rng, self.book.appearance)}"
-        action = _pick(rng, setting.actions)
         if finite:
             text = f"{subject} {'are' if plural else 'is'} {action}"
         else:
-            if rng.random() < 0.3:
+            if keyword and rng.random() < 0.3:
                 subject = _bare(subject)
             text = f"{subject} {action}"
         kind = setting.kind
@@ -1039,12 +1129,12 @@ class QueryWriter:
             text = f"{text} {self._time(rng, kind)}"
         return text
 
-    def _visual_np(self, rng: random.Random, *, place: bool = True) -> str:
+    def _visual_np(self, rng: random.Random, *, place: bool = True, keyword: bool = False) -> str:
         """A visual noun phrase: someone doing something, a thing, a place or a landmark."""
         book = self.book
         roll = rng.random()
         if roll < 0.6:
-            return self._subject_action(rng, place=place)
+            return self._subject_action(rng, place=place, keyword=keyword)
         if roll < 0.75:
             setting = _pick(rng, book.settings)
             things = setting.things if setting.things and rng.random() < 0.5 else book.things
@@ -1054,11 +1144,11 @@ class QueryWriter:
             _, np, kind = _pick(rng, book.scenery)
             return f"{np} {self._time(rng, kind)}" if rng.random() < 0.55 else np
         text = _pick(rng, book.landmarks)
-        return f"{text} {self._time(rng, 'dry')}" if rng.random() < 0.4 else text
+        return f"{text} {self._time(rng, 'light')}" if rng.random() < 0.4 else text
 
     def _visual(self, rng: random.Random) -> str:
         book = self.book
-        core = self._visual_np(rng)
+        core = self._visual_np(rng, keyword=True)
         roll = rng.random()
         if roll < 0.3:
             return f"{_pick(rng, book.camera_before)} {core}"
@@ -1072,7 +1162,9 @@ class QueryWriter:
 
     # -- audio -------------------------------------------------------------------------------
     def _sound_event(self, rng: random.Random, *, place: bool = True) -> str:
-        group = _pick(rng, self.book.sound_groups)
+        focus = self._focus_sounds
+        share = 0.7 if self._focused else FOCUS_SHARE
+        group = _pick(rng, focus if focus and rng.random() < share else self.book.sound_groups)
         text = _pick(rng, group.items)
         if rng.random() < 0.4:
             text = _bare(text)
@@ -1083,6 +1175,19 @@ class QueryWriter:
         if place and rng.random() < 0.1:
             text = f"{text} {self._time(rng, kind)}"
         return text
+
+    def _sounds_for(self, setting: Setting) -> tuple[str, ...]:
+        """Sound events heard where the setting's subjects are (shared places)."""
+        key = setting.name
+        if key not in self._sounds_cache:
+            places = {p[1] for p in setting.places}
+            self._sounds_cache[key] = tuple(
+                item
+                for group in self.book.sound_groups
+                if places & {p[1] for p in group.places}
+                for item in group.items
+            )
+        return self._sounds_cache[key]
 
     def _sound_thing(self, rng: random.Random, framed: bool = False) -> str:
         """A sound event or a sound noun; framed: it follows 'sound of', so events that are
@@ -1100,8 +1205,9 @@ class QueryWriter:
         roll = rng.random()
         if roll < 0.7:
             form = _pick(rng, _AUDIO_MUSIC_FORMS)
+            music = _pick(rng, book.music)
             return form.format(
-                music=_pick(rng, book.music), music_place=_pick(rng, book.music_places)
+                music=music, bare_music=_bare(music), music_place=_pick(rng, book.music_places)
             )
         instrument = _pick(rng, book.instruments)
         forms = (
@@ -1121,10 +1227,13 @@ class QueryWriter:
             return self._sound_event(rng)
         if roll < 0.5:
             return f"{_pick(rng, formats['before'])} {self._sound_thing(rng, framed=True)}"
-        if roll < 0.63:
+        if roll < 0.56:
             return f"{_bare(self._sound_thing(rng, framed=True))} {_pick(rng, formats['after'])}"
+        if roll < 0.63:
+            calm = _pick(rng, book.calm_events + book.calm_nouns)
+            return f"{_bare(calm)} {_pick(rng, formats['calm'])}"
         if roll < 0.7:
-            return f"{_pick(rng, book.qualities)} {_bare(self._sound_thing(rng))}"
+            return f"{_pick(rng, book.qualities)} {_bare(_pick(rng, book.sound_nouns))}"
         if roll < 0.88:
             return self._music(rng)
         ambience = _pick(rng, book.ambiences)
@@ -1152,7 +1261,10 @@ class QueryWriter:
         """'<speaker> <speech act> <complement>'; form 0 'says', 1 'saying', 2 'said'.
         speaker '' leaves the speaker out ('explaining photosynthesis')."""
         book = self.book
-        domain = domain or _pick(rng, book.domains)
+        if domain is None:
+            focus = self._focus_domains
+            share = 0.7 if self._focused else FOCUS_SHARE
+            domain = _pick(rng, focus if focus and rng.random() < share else book.domains)
         if speaker is None:
             speaker = _pick(rng, domain.speakers)
         kind = _pick(rng, kinds.split())
@@ -1243,7 +1355,7 @@ class QueryWriter:
             f"{noun} about {topic}",
             f"{speaker} {noun} about {topic}",
             f"a {noun} on {topic}" if not _an(noun) else f"an {noun} on {topic}",
-            f"{speaker} telling {_pick(rng, book.listeners)} {_pick(rng, book.lines)}",
+            f'{speaker} telling {_pick(rng, book.listeners)} "{_pick(rng, book.lines)}"',
         )
         return _pick(rng, forms)
 
@@ -1343,7 +1455,7 @@ class QueryWriter:
                     f"{franchise} movies in order",
                     f"every {franchise} movie",
                     f"{franchise} {_pick(rng, fmts['film'])}",
-                    f"{franchise} from {_pick(rng, book.decades)}",
+                    f"{franchise} {_pick(rng, book.catalogue)}",
                 ),
             )
         if roll < 0.9:
@@ -1360,7 +1472,7 @@ class QueryWriter:
         if roll < 0.95:
             title = _pick(rng, book.titles)
             return _pick(
-                rng, (f"{title} {self._year(rng)}", title, f"{title} {_pick(rng, book.catalogue)}")
+                rng, (title, title, f"{title} {_pick(rng, book.catalogue)}", f"{title} {self._year(rng)}")
             )
         if book.entities and rng.random() < 0.5:
             return f"{_pick(rng, book.entities)} {_pick(rng, ('videos', 'clips', 'compilation', 'documentary', 'tribute'))}"
@@ -1394,7 +1506,7 @@ class QueryWriter:
             if roll < 0.5:
                 return f"you can hear {self._sound_thing(rng)}"
             if roll < 0.75:
-                return f"{_pick(rng, self.book.music)} is playing"
+                return f"you can hear {_pick(rng, self.book.music)}"
             return f"there's {_pick(rng, self.book.sound_nouns)} in the background"
         if signal in BUILTIN_SIGNALS:
             return self._speech(rng, kinds="line line topic bare person")
@@ -1424,7 +1536,7 @@ class QueryWriter:
             if roll < 0.45:
                 return self._sound_event(rng, place=False)
             if roll < 0.75:
-                return f"{_pick(rng, book.music)} playing"
+                return _playing(_pick(rng, book.music))
             return f"{_pick(rng, book.sound_nouns)} in the background"
         if signal == "transcription":
             if rng.random() < 0.3:
@@ -1468,10 +1580,31 @@ class QueryWriter:
             if not options:
                 raise _NoFit
         phrasing = rng.choice(options)
-        text = self._fill(phrasing.template.replace("{value}", value), rng)
+        template = phrasing.template
+        if value[:4].lower() == "the ":  # "the {value} episode" + "The Office"
+            template = re.sub(r"\b[Tt]he \{value\}", "{value}", template)
+        text = self._fill(template.replace("{value}", value), rng)
         return _Filled(fix_articles(text) if plan.phrasings else text, value), phrasing
 
     def _join(
+        self,
+        plan: _AttributePlan,
+        signal: str,
+        rng: random.Random,
+        *,
+        mixed: bool,
+        frames: Sequence[str] | None = None,
+        lead: bool = False,
+    ) -> tuple[str, str]:
+        """An attribute phrase joined to a piece of `signal` by the phrase's own grammar
+        (what follows the phrase comes from the taxonomy's focus where it has one)."""
+        self._focused = True
+        try:
+            return self._join_body(plan, signal, rng, mixed=mixed, frames=frames, lead=lead)
+        finally:
+            self._focused = False
+
+    def _join_body(
         self,
         plan: _AttributePlan,
         signal: str,
@@ -1538,7 +1671,7 @@ class QueryWriter:
         if signal == "metadata":
             return _pick(rng, (self._when(rng), _pick(rng, book.catalogue)))
         if signal == "transcription":
-            return _pick(rng, ("interview", "speech", "full transcript", "with subtitles"))
+            return _pick(rng, ("in full", "with subtitles", "on camera", "word for word", "live"))
         cues, _ = self._custom[signal]
         return f"with {_pick(rng, cues)}" if cues else "clips"
 
@@ -1555,10 +1688,12 @@ class QueryWriter:
         book = self.book
         roll = rng.random()
         if roll < 0.22:  # visual + audio
-            visual = self._subject_action(rng, time=False)
+            setting = _pick(rng, book.actors)
+            visual = self._subject_action(rng, time=False, setting=setting)
+            fitting = self._sounds_for(setting)
             forms = (
-                f"{visual} with {self._sound_event(rng, place=False)}",
-                f"{visual} with {_pick(rng, book.music)} playing",
+                f"{visual} with {_bare(_pick(rng, fitting))}" if fitting else f"{visual} set to {_pick(rng, book.music)}",
+                f"{visual} with {_playing(_pick(rng, book.music))}",
                 f"{visual} set to {_pick(rng, book.music)}",
                 f"{visual} to the sound of {self._sound_thing(rng)}",
                 f"{visual} and you can hear {self._sound_thing(rng)}",
@@ -1603,14 +1738,14 @@ class QueryWriter:
                 f"{self._visual_np(rng)} footage {self._when(rng)}",
                 f"the {_pick(rng, book.titles)} scene where {self._subject_action(rng, finite=True, time=False)}",
                 f"{_pick(rng, book.camera_before)} {_pick(rng, book.landmarks)} {self._year(rng)}",
-                f"{_pick(rng, book.channels)} footage of {self._visual_np(rng)}",
+                f"{_pick(rng, book.sources + book.channels)} footage of {self._visual_np(rng)}",
             )
             return _pick(rng, forms)
         # audio + metadata
         forms = (
             f"{_pick(rng, book.titles)} soundtrack",
             f"the {_pick(rng, book.titles)} theme music",
-            f"{self._sound_thing(rng)} sound effect from {_pick(rng, book.franchises)}",
+            f"{_bare(self._sound_event(rng, place=False))} sound effect from {_pick(rng, book.franchises)}",
             f"{_pick(rng, book.music)} from {_pick(rng, book.decades)}",
             f"{_pick(rng, book.people.get('musicians', book.person_names))} live at {_pick(rng, book.shows_and_festivals)} {self._year(rng)}",
         )
@@ -1795,6 +1930,7 @@ class QueryWriter:
             if signal in self._short:
                 pool = self._short[signal]
                 cues = self.book.cues.get(signal, ())
+                cues = tuple(c for c in cues if " " in c)  # a lone cue word is often no query
                 if cues and rng.random() < 0.3:
                     return _pick(rng, cues), None
                 return _pick(rng, pool), None
@@ -1895,7 +2031,9 @@ class QueryWriter:
         query = " ".join(query.split())
         roll = rng.random()
         if roll < 0.2:
-            query = query[:1].upper() + query[1:]
+            capital = query[:1].upper() + query[1:]
+            if not self._stray(cell, capital, phrase):  # not "House music" in a title cell
+                query = capital
         elif roll < 0.3 and not _QUOTED.search(query):
             query = query.lower()
         return query

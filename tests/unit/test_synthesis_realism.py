@@ -118,6 +118,8 @@ def phrasing_pattern(
         parts.append(re.escape(phrasing[position : slot.start()]))
         name = slot.group(1)
         if name == "value":
+            if parts[-1].lower().endswith("the\\ "):  # "the {value}" + "The Office"
+                parts[-1] = parts[-1][: -len("the\\ ")] + "(?:the\\ )?"
             parts.append(alternation(attribute.values))
         elif name in others:
             parts.append(alternation(others[name]))
