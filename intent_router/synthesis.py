@@ -310,6 +310,7 @@ class Phrasebook:
     brands: tuple[str, ...]
     decades: tuple[str, ...]
     catalogue: tuple[str, ...]
+    songs: tuple[tuple[str, str], ...]  # (artist, song)
     wordlike_titles: tuple[str, ...]
     wordlike_musicians: tuple[str, ...]
     cues: dict[str, tuple[str, ...]]  # signal -> clear cue phrases of the teacher's lexicon
@@ -470,6 +471,9 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         brands=_keep(catalogue["brands"], half),
         decades=_keep(catalogue["decades"], half),
         catalogue=_keep(catalogue["catalogue"], half),
+        songs=tuple(
+            (artist, song) for artist, song in catalogue["songs"] if _in_half(song, half)
+        ),
         wordlike_titles=_keep(catalogue["wordlike"]["titles"], half),
         wordlike_musicians=_keep(catalogue["wordlike"]["musicians"], half),
         cues=cues,
@@ -511,6 +515,7 @@ def vocabulary_half(half: VocabularyHalf) -> dict[str, tuple[str, ...]]:
         "topics": tuple(dict.fromkeys(book.all_topics)),
         "person_names": book.person_names,
         "titles": book.titles,
+        "songs": tuple(song for _, song in book.songs),
         "franchises": book.franchises,
         "genres": book.genres,
         "languages": book.languages,
@@ -1032,6 +1037,9 @@ class QueryWriter:
         self._focus_sounds: tuple[SoundGroup, ...] = focus[2]
         self._focused = False  # inside a continuation of an attribute phrase
         self._sounds_cache: dict[str, tuple[str, ...]] = {}
+        self._catalogue_cues = tuple(
+            c for c in self.book.cues["metadata"] if not _ends_open(c) and not c[:1].isupper()
+        )
 
     # -- slots -------------------------------------------------------------------------------
     def _slots(self, rng: random.Random) -> dict[str, Callable[[], str]]:
@@ -1376,9 +1384,31 @@ class QueryWriter:
             return f"from {self._year(rng)}"
         return _pick(rng, ("released in ", "uploaded in ", "aired in ")) + self._year(rng)
 
+    def _name(self, rng: random.Random) -> str:
+        """A title, a person, a franchise or another name people search by."""
+        book = self.book
+        roll = rng.random()
+        if roll < 0.35:
+            return _pick(rng, book.titles)
+        if roll < 0.65:
+            return _pick(rng, book.person_names)
+        if roll < 0.75:
+            return _pick(rng, book.franchises)
+        return _pick(rng, book.entities or book.titles)
+
     def _metadata(self, rng: random.Random) -> str:
         book = self.book
         fmts = book.metadata_formats
+        if rng.random() < 0.2:  # a name on its own is the most common catalogue search
+            name = self._name(rng)
+            roll = rng.random()
+            if roll < 0.6:
+                return name
+            if roll < 0.7:
+                return f"{name} {_pick(rng, ('videos', 'clips', 'compilation', 'tribute', 'documentary', 'best moments'))}"
+            if roll < 0.85 and self._catalogue_cues:  # "Queen discography", "Marvel box office"
+                return f"{name} {_pick(rng, self._catalogue_cues)}"
+            return f"{name} {_pick(rng, (self._year(rng), _pick(rng, book.catalogue)))}"
         roll = rng.random()
         if roll < 0.14:
             return f"{_pick(rng, book.films)} {_pick(rng, fmts['film'])}"
@@ -1391,6 +1421,17 @@ class QueryWriter:
                 f"{series} s{n:02d}e{m:02d}",
                 f"{series} season {n}",
                 f"{series} episode {m}",
+            )
+            return _pick(rng, forms)
+        if roll < 0.3 and book.songs:
+            artist, song = _pick(rng, book.songs)
+            forms = (
+                f"{artist} {song}",
+                f"{song} {artist}",
+                f"{song} by {artist}",
+                f"{artist} {song} {_pick(rng, fmts['music'])}",
+                f"{song} {_pick(rng, fmts['music'])}",
+                f"{artist} - {song}",
             )
             return _pick(rng, forms)
         if roll < 0.36:
@@ -1769,6 +1810,10 @@ class QueryWriter:
         if cell.difficulty == "hard":
             chance = 0.6
         if rng.random() < chance:
+            if fits and rng.random() < 0.2:
+                value = rng.choice(plan.attribute.values)
+                if plan.signal == "metadata" or len(value.split()) >= 2:
+                    return value, value  # "Jaws", "aerial view": a value on its own
             try:
                 mixed = not fits
                 if mixed and cell.difficulty == "easy":
@@ -2065,8 +2110,6 @@ class _NoFit(Exception):
 
 
 _QUOTED = re.compile(r'"[^"]*"')
-
-
 def _pick(rng: random.Random, items: Sequence[Any]) -> Any:
     if not items:
         raise TaxonomyError("a phrasebook role is empty for this vocabulary half")
