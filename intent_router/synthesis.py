@@ -1810,7 +1810,7 @@ class QueryWriter:
         if cell.difficulty == "hard":
             chance = 0.6
         if rng.random() < chance:
-            if fits and rng.random() < 0.2:
+            if fits and cell.difficulty == "easy" and rng.random() < 0.2:
                 value = rng.choice(plan.attribute.values)
                 if plan.signal == "metadata" or len(value.split()) >= 2:
                     return value, value  # "Jaws", "aerial view": a value on its own
