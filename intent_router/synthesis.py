@@ -749,6 +749,11 @@ _AUDIO_MUSIC_FORMS = (
     "videos set to {music}",
     "soft {bare_music}",
 )
+# spoken formats that read well as someone's: "the ceo's keynote on ..."
+_OWNED = (
+    "keynote", "speech", "sermon", "lecture", "talk", "podcast", "press conference",
+    "monologue", "eulogy", "toast", "rant", "interview", "pep talk", "address", "briefing",
+)
 _SPEECH_LEADS = ("", "", "", "clip of ", "video of ", "the clip of ", "find ", "a video of ")
 _PART_WHERE = (
     "the part where",
@@ -1037,6 +1042,10 @@ class QueryWriter:
         self._focus_sounds: tuple[SoundGroup, ...] = focus[2]
         self._focused = False  # inside a continuation of an attribute phrase
         self._sounds_cache: dict[str, tuple[str, ...]] = {}
+        # sound nouns without an article are sounds ('static', 'applause'), not sources
+        self._mass_sounds = tuple(
+            n for n in self.book.sound_nouns if not _LEADING_ARTICLE.match(n)
+        ) or self.book.sound_nouns
         self._catalogue_cues = tuple(
             c for c in self.book.cues["metadata"] if not _ends_open(c) and not c[:1].isupper()
         )
@@ -1241,7 +1250,7 @@ class QueryWriter:
             calm = _pick(rng, book.calm_events + book.calm_nouns)
             return f"{_bare(calm)} {_pick(rng, formats['calm'])}"
         if roll < 0.7:
-            return f"{_pick(rng, book.qualities)} {_bare(_pick(rng, book.sound_nouns))}"
+            return f"{_pick(rng, book.qualities)} {_pick(rng, self._mass_sounds)}"
         if roll < 0.88:
             return self._music(rng)
         ambience = _pick(rng, book.ambiences)
@@ -1309,7 +1318,7 @@ class QueryWriter:
             return self._speech(rng, form=1)
         prep, items = _pick(rng, options)
         fmt = _pick(rng, items)
-        if rng.random() < 0.15 and fmt.startswith(("a ", "an ")):
+        if rng.random() < 0.15 and fmt.startswith(("a ", "an ")) and fmt.endswith(_OWNED):
             fmt = f"{_pick(rng, domain.speakers)}'s {_bare(fmt)}"
         elif rng.random() < 0.3:
             fmt = _bare(fmt)
@@ -1662,6 +1671,7 @@ class QueryWriter:
         Returns (query, the attribute phrase as written)."""
         filled, phrasing = self._attribute_phrase(plan, rng, frames)
         text, frame = filled.text, phrasing.frame
+        lead_only = lead
         if lead and frame == "head_of":
             return f"{text} of {self._visual_np(rng)}", text
         if frame == "open":
@@ -1683,9 +1693,13 @@ class QueryWriter:
             lead = "in" if text.split()[-1].lower() in ("tone", "voice") else "with"
             if not text.lower().startswith(("a ", "an ", "the ")):
                 text = f"an {text}" if _an(text) else f"a {text}"
+            if lead == "in" and signal == "audio":  # music can have a tone too
+                return f"{_pick(rng, self.book.music)} with {text}", text
             if lead == "in":  # a tone of voice belongs to someone speaking
+                if signal == "visual" and lead_only:
+                    raise _NoFit
                 core = self._speech(rng, form=1, kinds="topic topic line fault")
-                if signal not in ("transcription", "metadata") and rng.random() < 0.5:
+                if signal == "visual" and rng.random() < 0.5:
                     return f"{core} {lead} {text} with {self._with(signal, rng)}", text
             else:
                 core = self._core(signal, rng) if signal != "metadata" else self._visual(rng)
@@ -1812,7 +1826,8 @@ class QueryWriter:
         if rng.random() < chance:
             if fits and cell.difficulty == "easy" and rng.random() < 0.2:
                 value = rng.choice(plan.attribute.values)
-                if plan.signal == "metadata" or len(value.split()) >= 2:
+                need = {"metadata": 1, "visual": 2, "audio": 2}.get(plan.signal, 3)
+                if len(value.split()) >= need:
                     return value, value  # "Jaws", "aerial view": a value on its own
             try:
                 mixed = not fits
