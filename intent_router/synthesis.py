@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,7 @@ DEFAULT_DIFFICULTY_MIX: dict[str, float] = {"easy": 0.5, "hard": 0.35, "edge": 0
 HELDOUT_MODULUS = 5  # one vocabulary item in five is held out of training
 FOCUS_SHARE = 0.35  # share of compositions drawn from a taxonomy's focus (0.7 after a value)
 _SLOT = re.compile(r"\{([^{}]*)\}")
+T = TypeVar("T")
 
 
 class Cell(BaseModel):
@@ -233,7 +234,7 @@ class Setting:
     things: tuple[str, ...]
     kind: str  # of its first place set: 'in', 'out' or 'dry'
     domain: str | None
-    placed: frozenset[str] = frozenset()  # actions that already say where ('walking on stage')  # the speech domain its subjects can talk in
+    placed: frozenset[str] = frozenset()  # actions that already say where ('walking on stage')
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,9 @@ class Phrasebook:
     music_places: tuple[str, ...]
     instruments: tuple[str, ...]
     qualities: tuple[str, ...]
+    audio_before: tuple[str, ...]  # 'sound of', 'recording of' (grammar, not split)
+    audio_after: tuple[str, ...]  # 'sound effect', 'sounds'
+    audio_calm: tuple[str, ...]  # 'for sleeping', '10 hours'
     domains: tuple[Domain, ...]
     speakers: tuple[str, ...]
     acts: dict[str, tuple[Act, ...]]  # complement kind -> speech acts
@@ -290,6 +294,7 @@ class Phrasebook:
     relations: tuple[str, ...]
     formats_for: tuple[str, ...]
     listeners: tuple[str, ...]
+    content_nouns: tuple[str, ...]  # 'speech', 'interview' (grammar, not split)
     lines: tuple[str, ...]
     topics: tuple[str, ...]
     films: tuple[str, ...]
@@ -315,6 +320,10 @@ class Phrasebook:
     wordlike_musicians: tuple[str, ...]
     cues: dict[str, tuple[str, ...]]  # signal -> clear cue phrases of the teacher's lexicon
     entities: tuple[str, ...]
+
+    def role(self, name: str) -> tuple[str, ...]:
+        """The people of one role ('musicians', 'presenters'), or everyone if none is left."""
+        return self.people.get(name) or self.person_names
 
     @cached_property
     def person_names(self) -> tuple[str, ...]:
@@ -357,7 +366,9 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         for name, by_prep in visual["places"].items()
     }
     every_place = {
-        f"{prep} {np}" for by_prep in visual["places"].values() for prep, nps in by_prep.items()
+        f"{prep} {np}"
+        for by_prep in visual["places"].values()
+        for prep, nps in by_prep.items()
         for np in nps
     }
 
@@ -444,6 +455,9 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         music_places=_keep(audio["music_places"], half),
         instruments=_keep(audio["instruments"], half),
         qualities=_keep(audio["qualities"], half),
+        audio_before=tuple(audio["formats"]["before"]),
+        audio_after=tuple(audio["formats"]["after"]),
+        audio_calm=tuple(audio["formats"]["calm"]),
         domains=tuple(d for d in domains if d.speakers),
         speakers=tuple(s for d in domains for s in d.speakers),
         acts={kind: _keep(items, half) for kind, items in speech["acts"].items()},
@@ -451,6 +465,7 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         relations=_keep(speech["relations"], half),
         formats_for=_keep(speech["formats_for"], half),
         listeners=_keep(speech["listeners"], half),
+        content_nouns=tuple(speech["content_nouns"]),
         lines=_keep(speech["lines"], half),
         topics=_keep(speech["topics"], half),
         films=_keep(catalogue["titles"]["films"], half),
@@ -471,9 +486,7 @@ def phrasebook(half: VocabularyHalf) -> Phrasebook:
         brands=_keep(catalogue["brands"], half),
         decades=_keep(catalogue["decades"], half),
         catalogue=_keep(catalogue["catalogue"], half),
-        songs=tuple(
-            (artist, song) for artist, song in catalogue["songs"] if _in_half(song, half)
-        ),
+        songs=tuple((artist, song) for artist, song in catalogue["songs"] if _in_half(song, half)),
         wordlike_titles=_keep(catalogue["wordlike"]["titles"], half),
         wordlike_musicians=_keep(catalogue["wordlike"]["musicians"], half),
         cues=cues,
@@ -529,130 +542,30 @@ def vocabulary_half(half: VocabularyHalf) -> dict[str, tuple[str, ...]]:
 
 
 # -- grammar ---------------------------------------------------------------------------------
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 # Words a query must never end with (a phrase left waiting for what follows it).
-CONNECTORS = frozenset(
-    [
-        "with",
-        "of",
-        "by",
-        "and",
-        "or",
-        "while",
-        "called",
-        "named",
-        "titled",
-        "about",
-        "on",
-        "in",
-        "at",
-        "from",
-        "for",
-        "to",
-        "the",
-        "a",
-        "an",
-        "as",
-        "where",
-        "when",
-        "that",
-        "like",
-        "featuring",
-        "than",
-        "plus",
-        "during",
-        "after",
-        "before",
-        "over",
-        "into",
-        "via",
-    ]
+CONNECTORS = _wordset(
+    "with of by and or while called named titled about on in at from for to the a an as "
+    "where when that like featuring than plus during after before over into via"
 )
-_PREPOSITIONS = frozenset(
-    [
-        "from",
-        "in",
-        "on",
-        "at",
-        "with",
-        "without",
-        "during",
-        "after",
-        "before",
-        "for",
-        "under",
-        "over",
-        "by",
-        "near",
-        "inside",
-        "outside",
-        "through",
-        "across",
-        "along",
-        "around",
-        "live",
-    ]
+_PREPOSITIONS = _wordset(
+    "from in on at with without during after before for under over by near inside outside "
+    "through across along around live"
 )
-_CONTENT_NOUNS = frozenset(
-    [
-        "clips",
-        "clip",
-        "footage",
-        "scenes",
-        "scene",
-        "episode",
-        "episodes",
-        "highlights",
-        "coverage",
-        "reports",
-        "report",
-        "bulletins",
-        "bulletin",
-        "appearances",
-        "games",
-        "game",
-        "match",
-        "matches",
-        "broadcast",
-        "segment",
-        "material",
-        "archive",
-        "videos",
-        "video",
-        "interviews",
-        "moments",
-        "shots",
-        "shot",
-        "view",
-        "feed",
-        "stream",
-        "montage",
-        "compilation",
-        "photographs",
-        "imagery",
-        "b-roll",
-    ]
+_CONTENT_NOUNS = _wordset(
+    "clips clip footage scenes scene episode episodes highlights coverage reports report "
+    "bulletins bulletin appearances games game match matches broadcast segment material "
+    "archive videos video interviews moments shots shot view feed stream montage "
+    "compilation photographs imagery b-roll"
 )
-_OF_NOUNS = frozenset(
-    [
-        "clips",
-        "clip",
-        "footage",
-        "video",
-        "videos",
-        "shots",
-        "shot",
-        "b-roll",
-        "photographs",
-        "imagery",
-        "view",
-        "montage",
-        "compilation",
-    ]
+_OF_NOUNS = _wordset(
+    "clips clip footage video videos shots shot b-roll photographs imagery view montage compilation"
 )
-_QUALITY_NOUNS = frozenset(
-    ["atmosphere", "mood", "tone", "feel", "vibe", "vibes", "look", "style", "energy", "voice"]
-)
-_PARTICIPLES = frozenset(["sounding", "looking", "feeling", "reporting", "speaking", "talking"])
+_QUALITY_NOUNS = _wordset("atmosphere mood tone feel vibe vibes look style energy voice")
+_PARTICIPLES = _wordset("sounding looking feeling reporting speaking talking")
 _ARTICLE = re.compile(r"(?:^(A|An)|\b(a|an)) (?=([\"']?)(\w+))")
 _LEADING_ARTICLE = re.compile(r"^(a|an|the) ", re.I)
 _AN_EXCEPTIONS = ("uni", "use", "usu", "eu", "one", "once", "ure", "ubi")
@@ -751,9 +664,25 @@ _AUDIO_MUSIC_FORMS = (
 )
 # spoken formats that read well as someone's: "the ceo's keynote on ..."
 _OWNED = (
-    "keynote", "speech", "sermon", "lecture", "talk", "podcast", "press conference",
-    "monologue", "eulogy", "toast", "rant", "interview", "pep talk", "address", "briefing",
+    "keynote",
+    "speech",
+    "sermon",
+    "lecture",
+    "talk",
+    "podcast",
+    "press conference",
+    "monologue",
+    "eulogy",
+    "toast",
+    "rant",
+    "interview",
+    "pep talk",
+    "address",
+    "briefing",
 )
+_NAME_SUFFIXES = ("videos", "clips", "compilation", "tribute", "documentary", "best moments")
+_BAND_PARTS = ("drum intro", "guitar riff", "bass line", "guitar solo")
+_LONG_HEADS = ("a video", "the clip", "that video", "a clip", "the one")
 _SPEECH_LEADS = ("", "", "", "clip of ", "video of ", "the clip of ", "find ", "a video of ")
 _PART_WHERE = (
     "the part where",
@@ -778,7 +707,9 @@ _CUSTOM_FORMS = (
 
 
 # 'its'/'itself' needs one subject, 'each other'/'their' several (group 1: singular)
-_NUMBER = re.compile(r" (its|itself) | (?:their|each other|together|in sync|in formation|side by side) ")
+_NUMBER = re.compile(
+    r" (its|itself) | (?:their|each other|together|in sync|in formation|side by side) "
+)
 _PLACE_WORDS = re.compile(
     r" (?:in|on|at|into|onto|over|through|across|along|under|by|off|out of|around|from|"
     r"inside|outside|past|towards|near|down|up) (?:the|a|an|its|their|tall|deep|thick|open) "
@@ -862,10 +793,15 @@ def classify_phrasing(template: str) -> Phrasing:
     return Phrasing(template, "standalone")
 
 
+def _top_signal(attribute: Attribute) -> str:
+    """The signal an attribute informs most (ties broken by name)."""
+    return max(attribute.informs, key=lambda s: (attribute.informs[s], s))
+
+
 def generic_phrasings(attribute: Attribute, value: str) -> tuple[Phrasing, ...]:
     """Fitting phrasings for a value of an attribute that brings none, by what the attribute
     informs and by the shape of the value."""
-    signal = max(attribute.informs, key=lambda s: (attribute.informs[s], s))
+    signal = _top_signal(attribute)
     words = value.split()
     first = words[0].lower()
     postmodifier = first in _PREPOSITIONS or (
@@ -922,7 +858,9 @@ def _value_pattern(values: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w'-])(?:" + "|".join(parts) + r")(?![\w'-])")
 
 
-_FOCUS_STOP = frozenset("with from that this their there where when what about into over under after".split())
+_FOCUS_STOP = _wordset(
+    "with from that this their there where when what about into over under after"
+)
 
 
 def _words(text: str) -> set[str]:
@@ -968,11 +906,30 @@ def _taxonomy_focus(taxonomy: Taxonomy, half: VocabularyHalf) -> tuple[tuple[Any
             for cue in signal.cues:
                 words |= _words(cue)
         settings = [
-            (s, _words(" ".join((*s.subjects, *s.plural, *s.actions, *s.things, *(p[1] for p in s.places)))))
+            (
+                s,
+                _words(
+                    " ".join(
+                        (*s.subjects, *s.plural, *s.actions, *s.things, *(p[1] for p in s.places))
+                    )
+                ),
+            )
             for s in book.actors
         ]
         domains = [
-            (d, _words(" ".join((*d.speakers, *d.topics, *d.places, *(f for fs in d.formats.values() for f in fs)))))
+            (
+                d,
+                _words(
+                    " ".join(
+                        (
+                            *d.speakers,
+                            *d.topics,
+                            *d.places,
+                            *(f for fs in d.formats.values() for f in fs),
+                        )
+                    )
+                ),
+            )
             for d in book.domains
         ]
         # Sound groups share too few words with a taxonomy to tell; they get no focus.
@@ -1024,7 +981,7 @@ class QueryWriter:
         self._plans = {
             a.name: _AttributePlan(
                 attribute=a,
-                signal=max(a.informs, key=lambda s, a=a: (a.informs[s], s)),
+                signal=_top_signal(a),
                 phrasings=tuple(classify_phrasing(p) for p in a.phrasings),
                 values=_value_pattern(a.values),
             )
@@ -1043,9 +1000,10 @@ class QueryWriter:
         self._focused = False  # inside a continuation of an attribute phrase
         self._sounds_cache: dict[str, tuple[str, ...]] = {}
         # sound nouns without an article are sounds ('static', 'applause'), not sources
-        self._mass_sounds = tuple(
-            n for n in self.book.sound_nouns if not _LEADING_ARTICLE.match(n)
-        ) or self.book.sound_nouns
+        self._mass_sounds = (
+            tuple(n for n in self.book.sound_nouns if not _LEADING_ARTICLE.match(n))
+            or self.book.sound_nouns
+        )
         self._catalogue_cues = tuple(
             c for c in self.book.cues["metadata"] if not _ends_open(c) and not c[:1].isupper()
         )
@@ -1227,7 +1185,7 @@ class QueryWriter:
                 music=music, bare_music=_bare(music), music_place=_pick(rng, book.music_places)
             )
         instrument = _pick(rng, book.instruments)
-        forms = (
+        forms: tuple[str, ...] = (
             f"someone playing {instrument}",
             f"{_bare(instrument)} solo",
             f"{_bare(instrument)} music",
@@ -1238,23 +1196,22 @@ class QueryWriter:
 
     def _audio(self, rng: random.Random) -> str:
         book = self.book
-        formats = _phrasebook_data()["audio"]["formats"]
         roll = rng.random()
         if roll < 0.3:
             return self._sound_event(rng)
         if roll < 0.5:
-            return f"{_pick(rng, formats['before'])} {self._sound_thing(rng, framed=True)}"
+            return f"{_pick(rng, book.audio_before)} {self._sound_thing(rng, framed=True)}"
         if roll < 0.56:
-            return f"{_bare(self._sound_thing(rng, framed=True))} {_pick(rng, formats['after'])}"
+            return f"{_bare(self._sound_thing(rng, framed=True))} {_pick(rng, book.audio_after)}"
         if roll < 0.63:
             calm = _pick(rng, book.calm_events + book.calm_nouns)
-            return f"{_bare(calm)} {_pick(rng, formats['calm'])}"
+            return f"{_bare(calm)} {_pick(rng, book.audio_calm)}"
         if roll < 0.7:
             return f"{_pick(rng, book.qualities)} {_pick(rng, self._mass_sounds)}"
         if roll < 0.88:
             return self._music(rng)
         ambience = _pick(rng, book.ambiences)
-        forms = (
+        forms: tuple[str, ...] = (
             f"{_bare(ambience)} ambience",
             f"ambient sound of {ambience}",
             f"background noise in {ambience}",
@@ -1330,7 +1287,7 @@ class QueryWriter:
     def _quote(self, rng: random.Random) -> str:
         book = self.book
         line = _pick(rng, book.lines)
-        forms = (
+        forms: tuple[str, ...] = (
             f'"{line}"',
             f'the line "{line}"',
             f'who said "{line}"',
@@ -1362,8 +1319,8 @@ class QueryWriter:
         domain = _pick(rng, book.domains)
         speaker = _pick(rng, domain.speakers)
         topic = _pick(rng, domain.topics or book.topics)
-        noun = _pick(rng, _phrasebook_data()["transcription"]["content_nouns"])
-        forms = (
+        noun = _pick(rng, book.content_nouns)
+        forms: tuple[str, ...] = (
             f"interview with {speaker} about {topic}",
             f"{_bare(speaker)} interview about {topic}",
             f"{speaker} being interviewed about {topic}",
@@ -1414,7 +1371,7 @@ class QueryWriter:
             if roll < 0.6:
                 return name
             if roll < 0.7:
-                return f"{name} {_pick(rng, ('videos', 'clips', 'compilation', 'tribute', 'documentary', 'best moments'))}"
+                return f"{name} {_pick(rng, _NAME_SUFFIXES)}"
             if roll < 0.85 and self._catalogue_cues:  # "Queen discography", "Marvel box office"
                 return f"{name} {_pick(rng, self._catalogue_cues)}"
             return f"{name} {_pick(rng, (self._year(rng), _pick(rng, book.catalogue)))}"
@@ -1424,7 +1381,7 @@ class QueryWriter:
         if roll < 0.26:
             series = _pick(rng, book.series)
             n, m = rng.randint(1, 9), rng.randint(1, 22)
-            forms = (
+            forms: tuple[str, ...] = (
                 f"{series} {_pick(rng, fmts['series'])}",
                 f"{series} season {n} episode {m}",
                 f"{series} s{n:02d}e{m:02d}",
@@ -1444,7 +1401,7 @@ class QueryWriter:
             )
             return _pick(rng, forms)
         if roll < 0.36:
-            name = _pick(rng, book.people.get("musicians", book.person_names))
+            name = _pick(rng, book.role("musicians"))
             text = f"{name} {_pick(rng, fmts['music'])}"
             return f"{text} {self._year(rng)}" if rng.random() < 0.3 else text
         if roll < 0.46:
@@ -1493,7 +1450,7 @@ class QueryWriter:
                 (
                     f"{show} {self._year(rng, 1975)}",
                     f"{show} {self._year(rng, 1975)} red carpet",
-                    f"{_pick(rng, book.people.get('musicians', book.person_names))} at the {show}",
+                    f"{_pick(rng, book.role('musicians'))} at the {show}",
                     f"best of {show} {self._year(rng, 1975)}",
                 ),
             )
@@ -1522,10 +1479,16 @@ class QueryWriter:
         if roll < 0.95:
             title = _pick(rng, book.titles)
             return _pick(
-                rng, (title, title, f"{title} {_pick(rng, book.catalogue)}", f"{title} {self._year(rng)}")
+                rng,
+                (
+                    title,
+                    title,
+                    f"{title} {_pick(rng, book.catalogue)}",
+                    f"{title} {self._year(rng)}",
+                ),
             )
         if book.entities and rng.random() < 0.5:
-            return f"{_pick(rng, book.entities)} {_pick(rng, ('videos', 'clips', 'compilation', 'documentary', 'tribute'))}"
+            return f"{_pick(rng, book.entities)} {_pick(rng, _NAME_SUFFIXES)}"
         return f"{_pick(rng, book.channels)} {_pick(rng, book.genres)} {self._when(rng)}"
 
     # -- pieces by signal --------------------------------------------------------------------
@@ -1690,20 +1653,20 @@ class QueryWriter:
         if frame == "modifier":
             return f"{self._core(signal, rng)} {text}", text
         if frame == "quality":
-            lead = "in" if text.split()[-1].lower() in ("tone", "voice") else "with"
+            joiner = "in" if text.split()[-1].lower() in ("tone", "voice") else "with"
             if not text.lower().startswith(("a ", "an ", "the ")):
                 text = f"an {text}" if _an(text) else f"a {text}"
-            if lead == "in" and signal == "audio":  # music can have a tone too
+            if joiner == "in" and signal == "audio":  # music can have a tone too
                 return f"{_pick(rng, self.book.music)} with {text}", text
-            if lead == "in":  # a tone of voice belongs to someone speaking
+            if joiner == "in":  # a tone of voice belongs to someone speaking
                 if signal == "visual" and lead_only:
                     raise _NoFit
                 core = self._speech(rng, form=1, kinds="topic topic line fault")
                 if signal == "visual" and rng.random() < 0.5:
-                    return f"{core} {lead} {text} with {self._with(signal, rng)}", text
+                    return f"{core} {joiner} {text} with {self._with(signal, rng)}", text
             else:
                 core = self._core(signal, rng) if signal != "metadata" else self._visual(rng)
-            return f"{core} {lead} {text}", text
+            return f"{core} {joiner} {text}", text
         if frame == "participle":
             if signal != "transcription" and mixed:
                 raise _NoFit
@@ -1722,7 +1685,7 @@ class QueryWriter:
         if signal == "visual":
             return _pick(rng, book.camera_after)
         if signal == "audio":
-            return _pick(rng, _phrasebook_data()["audio"]["formats"]["after"])
+            return _pick(rng, book.audio_after)
         if signal == "metadata":
             return _pick(rng, (self._when(rng), _pick(rng, book.catalogue)))
         if signal == "transcription":
@@ -1740,71 +1703,123 @@ class QueryWriter:
         if not self._builtin:
             a, b = rng.sample(list(self.signals), 2)
             return f"{self._core(a, rng)} with {self._with(b, rng)}"
-        book = self.book
         roll = rng.random()
-        if roll < 0.22:  # visual + audio
-            setting = _pick(rng, book.actors)
-            visual = self._subject_action(rng, time=False, setting=setting)
-            fitting = self._sounds_for(setting)
-            forms = (
-                f"{visual} with {_bare(_pick(rng, fitting))}" if fitting else f"{visual} set to {_pick(rng, book.music)}",
-                f"{visual} with {_playing(_pick(rng, book.music))}",
-                f"{visual} set to {_pick(rng, book.music)}",
-                f"{visual} to the sound of {self._sound_thing(rng)}",
-                f"{visual} and you can hear {self._sound_thing(rng)}",
-                f"{_pick(rng, book.camera_before)} {self._visual_np(rng)} with {_pick(rng, book.music)}",
-            )
-            return _pick(rng, forms)
-        if roll < 0.42 and book.talkers:  # visual + transcription
-            setting = _pick(rng, book.talkers)
+        if roll < 0.22:
+            return self._visual_and_audio(rng)
+        if roll < 0.42 and self.book.talkers:
+            return self._visual_and_speech(rng)
+        if roll < 0.6:
+            return self._speech_and_audio(rng)
+        if roll < 0.75:
+            return self._speech_and_catalogue(rng)
+        if roll < 0.88:
+            return self._visual_and_catalogue(rng)
+        return self._audio_and_catalogue(rng)
+
+    def _visual_and_audio(self, rng: random.Random) -> str:
+        book = self.book
+        setting = _pick(rng, book.actors)
+        visual = self._subject_action(rng, time=False, setting=setting)
+        fitting = self._sounds_for(setting)
+        return _one(
+            rng,
+            lambda: (
+                f"{visual} with {_bare(_pick(rng, fitting))}"
+                if fitting
+                else f"{visual} set to {_pick(rng, book.music)}"
+            ),
+            lambda: f"{visual} with {_playing(_pick(rng, book.music))}",
+            lambda: f"{visual} set to {_pick(rng, book.music)}",
+            lambda: f"{visual} to the sound of {self._sound_thing(rng)}",
+            lambda: f"{visual} and you can hear {self._sound_thing(rng)}",
+            lambda: (
+                f"{_pick(rng, book.camera_before)} {self._visual_np(rng)} "
+                f"with {_pick(rng, book.music)}"
+            ),
+        )
+
+    def _visual_and_speech(self, rng: random.Random) -> str:
+        book = self.book
+        setting = _pick(rng, book.talkers)
+        if rng.random() < 0.6:  # someone doing something while they talk about it
             domain = next((d for d in book.domains if d.name == setting.domain), None)
             visual = self._subject_action(rng, setting=setting, time=False)
             speech = self._speech(
                 rng, form=1, speaker="", domain=domain, kinds="topic topic line", place=False
             )
-            forms = (
-                f"{visual} while {speech}",
-                f"{self._visual_np(rng)} with {_pick(rng, book.speakers)} narrating",
-                f"{self._visual_np(rng)} with narration about {_pick(rng, book.all_topics)}",
-            )
-            return forms[0] if rng.random() < 0.6 else _pick(rng, forms)
-        if roll < 0.6:  # audio + transcription
-            speech = self._speech(rng, form=1, place=False)
-            forms = (
-                f"{speech} over {_pick(rng, book.music)}",
-                f"{speech} with {_pick(rng, book.sound_nouns)} in the background",
-                f"{self._spoken_format(rng)} with {_pick(rng, book.music)} in the background",
-                f"{speech} with {self._sound_event(rng, place=False)}",
-            )
-            return _pick(rng, forms)
-        if roll < 0.75:  # transcription + metadata
-            person = _pick(rng, book.people.get("public_figures", book.person_names))
-            topic = _pick(rng, book.all_topics)
-            forms = (
-                f"{person} speech {self._year(rng)}",
-                f"{person} interview about {topic}",
-                f"the {_pick(rng, book.titles)} scene where {self._speech(rng, kinds='line line topic')}",
-                f"{_pick(rng, book.people.get('presenters', book.person_names))} interview with {_pick(rng, book.person_names)}",
-                f"{person} talking about {topic} on {_pick(rng, book.channels)}",
-            )
-            return _pick(rng, forms)
-        if roll < 0.88:  # visual + metadata
-            forms = (
-                f"{self._visual_np(rng)} footage {self._when(rng)}",
-                f"the {_pick(rng, book.titles)} scene where {self._subject_action(rng, finite=True, time=False)}",
-                f"{_pick(rng, book.camera_before)} {_pick(rng, book.landmarks)} {self._year(rng)}",
-                f"{_pick(rng, book.sources + book.channels)} footage of {self._visual_np(rng)}",
-            )
-            return _pick(rng, forms)
-        # audio + metadata
-        forms = (
-            f"{_pick(rng, book.titles)} soundtrack",
-            f"the {_pick(rng, book.titles)} theme music",
-            f"{_bare(self._sound_event(rng, place=False))} sound effect from {_pick(rng, book.franchises)}",
-            f"{_pick(rng, book.music)} from {_pick(rng, book.decades)}",
-            f"{_pick(rng, book.people.get('musicians', book.person_names))} live at {_pick(rng, book.shows_and_festivals)} {self._year(rng)}",
+            return f"{visual} while {speech}"
+        return _one(
+            rng,
+            lambda: f"{self._visual_np(rng)} with {_pick(rng, book.speakers)} narrating",
+            lambda: f"{self._visual_np(rng)} with narration about {_pick(rng, book.all_topics)}",
         )
-        return _pick(rng, forms)
+
+    def _speech_and_audio(self, rng: random.Random) -> str:
+        book = self.book
+        return _one(
+            rng,
+            lambda: f"{self._speech(rng, form=1, place=False)} over {_pick(rng, book.music)}",
+            lambda: (
+                f"{self._speech(rng, form=1, place=False)} with "
+                f"{_pick(rng, book.sound_nouns)} in the background"
+            ),
+            lambda: f"{self._spoken_format(rng)} with {_pick(rng, book.music)} in the background",
+            lambda: (
+                f"{self._speech(rng, form=1, place=False)} with "
+                f"{self._sound_event(rng, place=False)}"
+            ),
+        )
+
+    def _speech_and_catalogue(self, rng: random.Random) -> str:
+        book = self.book
+        person = _pick(rng, book.role("public_figures"))
+        topic = _pick(rng, book.all_topics)
+        return _one(
+            rng,
+            lambda: f"{person} speech {self._year(rng)}",
+            lambda: f"{person} interview about {topic}",
+            lambda: (
+                f"the {_pick(rng, book.titles)} scene where "
+                f"{self._speech(rng, kinds='line line topic')}"
+            ),
+            lambda: (
+                f"{_pick(rng, book.role('presenters'))} interview with "
+                f"{_pick(rng, book.person_names)}"
+            ),
+            lambda: f"{person} talking about {topic} on {_pick(rng, book.channels)}",
+        )
+
+    def _visual_and_catalogue(self, rng: random.Random) -> str:
+        book = self.book
+        return _one(
+            rng,
+            lambda: f"{self._visual_np(rng)} footage {self._when(rng)}",
+            lambda: (
+                f"the {_pick(rng, book.titles)} scene where "
+                f"{self._subject_action(rng, finite=True, time=False)}"
+            ),
+            lambda: (
+                f"{_pick(rng, book.camera_before)} {_pick(rng, book.landmarks)} {self._year(rng)}"
+            ),
+            lambda: f"{_pick(rng, book.sources + book.channels)} footage of {self._visual_np(rng)}",
+        )
+
+    def _audio_and_catalogue(self, rng: random.Random) -> str:
+        book = self.book
+        return _one(
+            rng,
+            lambda: f"{_pick(rng, book.titles)} soundtrack",
+            lambda: f"the {_pick(rng, book.titles)} theme music",
+            lambda: (
+                f"{_bare(self._sound_event(rng, place=False))} sound effect from "
+                f"{_pick(rng, book.franchises)}"
+            ),
+            lambda: f"{_pick(rng, book.music)} from {_pick(rng, book.decades)}",
+            lambda: (
+                f"{_pick(rng, book.role('musicians'))} live at "
+                f"{_pick(rng, book.shows_and_festivals)} {self._year(rng, 1975)}"
+            ),
+        )
 
     def _compose(self, cell: Cell, rng: random.Random) -> tuple[str, str | None]:
         """(query, the attribute phrase in it or None)."""
@@ -1820,9 +1835,9 @@ class QueryWriter:
                 except _NoFit:
                     pass
             return self._balanced_core(rng), None
-        chance = 0.7 if fits else 0.4
+        chance = 0.7 if fits else 0.5
         if cell.difficulty == "hard":
-            chance = 0.6
+            chance = 0.65
         if rng.random() < chance:
             if fits and cell.difficulty == "easy" and rng.random() < 0.2:
                 value = rng.choice(plan.attribute.values)
@@ -1875,43 +1890,58 @@ class QueryWriter:
         """The dominant signal with a second signal in a supporting role."""
         book = self.book
         if dominant == "visual":
-            core = self._visual(rng)
-            return _pick(
+            setting = _pick(rng, book.actors)
+            fitting = self._sounds_for(setting)
+            return _one(
                 rng,
-                (
-                    f"{core} with {_pick(rng, book.music)} in the background",
-                    f"{core} while someone narrates",
-                    f"{self._subject_action(rng, time=False)} with {self._sound_event(rng, place=False)}",
+                lambda: f"{self._visual(rng)} with {_pick(rng, book.music)} in the background",
+                lambda: f"{self._visual(rng)} while someone narrates",
+                lambda: (
+                    f"{self._subject_action(rng, time=False, setting=setting)} with "
+                    f"{_bare(_pick(rng, fitting))}"
+                    if fitting
+                    else f"{self._visual(rng)} with the sound muted"
                 ),
             )
         if dominant == "audio":
-            return _pick(
+            group = _pick(rng, book.sound_groups)
+            return _one(
                 rng,
-                (
-                    f"{self._sound_event(rng, place=False)} while {self._subject_action(rng, finite=True, place=False, time=False)}",
-                    f"{self._sound_event(rng)}",
-                    f"{self._sound_thing(rng)} in {_pick(rng, book.places)[1]}",
-                    f"{_pick(rng, book.music)} playing while someone talks",
+                lambda: (
+                    f"{_pick(rng, group.items)} "
+                    + (" ".join(_pick(rng, group.places)[:2]) if group.places else "outdoors")
+                ),
+                lambda: self._sound_event(rng),
+                lambda: f"{_playing(_pick(rng, book.music))} while someone talks",
+                lambda: (
+                    f"{_pick(rng, book.camera_before)} {self._visual_np(rng)} "
+                    f"with only {_pick(rng, self._mass_sounds)}"
                 ),
             )
         if dominant == "transcription":
             domain = _pick(rng, book.domains)
             speech = self._speech(rng, form=1, domain=domain, place=False)
             place = f" {_pick(rng, domain.places)}" if domain.places else ""
-            return _pick(
+            return _one(
                 rng,
-                (
-                    f"{speech}{place}",
-                    f"{speech} with {_pick(rng, book.music)} in the background",
-                    f"{self._spoken_format(rng)} {_pick(rng, book.camera_after)}",
-                ),
+                lambda: f"{speech}{place}",
+                lambda: f"{speech} with {_pick(rng, book.music)} in the background",
+                lambda: f"{self._spoken_format(rng)} {_pick(rng, book.camera_after)}",
             )
-        return _pick(
+        fmts = book.metadata_formats
+        return _one(
             rng,
-            (
-                f"{_pick(rng, book.films)} {_pick(rng, book.metadata_formats['film'])} with {_pick(rng, book.languages)} subtitles",
-                f"the {_pick(rng, book.series)} episode where {self._subject_action(rng, finite=True, time=False)}",
-                f"{_pick(rng, book.people.get('musicians', book.person_names))} {_pick(rng, book.metadata_formats['music'])} {self._year(rng)}",
+            lambda: (
+                f"{_pick(rng, book.films)} {_pick(rng, fmts['film'])} with "
+                f"{_pick(rng, book.languages)} subtitles"
+            ),
+            lambda: (
+                f"the {_pick(rng, book.series)} episode where "
+                f"{self._subject_action(rng, finite=True, time=False)}"
+            ),
+            lambda: (
+                f"{_pick(rng, book.role('musicians'))} {_pick(rng, fmts['music'])} "
+                f"{self._year(rng)}"
             ),
         )
 
@@ -1929,7 +1959,7 @@ class QueryWriter:
                 rng,
                 (
                     f"the {_bare(self._sound_thing(rng))} sound from {title}",
-                    f"{band} {_pick(rng, ('drum intro', 'guitar riff', 'bass line', 'guitar solo'))}",
+                    f"{band} {_pick(rng, _BAND_PARTS)}",
                     f"the music from {title}",
                 ),
             )
@@ -1982,9 +2012,7 @@ class QueryWriter:
         dominant = cell.dominant
         signal = dominant if dominant != BALANCED else _pick(rng, list(self.signals))
         if rng.random() < 0.55:  # very short
-            if rng.random() < 0.35 and (
-                dominant == BALANCED or dominant in plan.attribute.informs
-            ):
+            if rng.random() < 0.35 and (dominant == BALANCED or dominant in plan.attribute.informs):
                 value = rng.choice(plan.attribute.values)
                 return value, value
             if signal in self._short:
@@ -1994,7 +2022,7 @@ class QueryWriter:
                 if cues and rng.random() < 0.3:
                     return _pick(rng, cues), None
                 return _pick(rng, pool), None
-            cues, informing = self._custom[signal]
+            cues, _ = self._custom[signal]
             return (_pick(rng, cues), None) if cues else self._compose(cell, rng)
         # long and rambling
         opener = _pick(rng, LONG_OPENERS)
@@ -2002,7 +2030,7 @@ class QueryWriter:
         if main_signal is None:
             main = self._custom_core(signal, rng)
         elif rng.random() < 0.5:
-            main = f"{_pick(rng, ('a video', 'the clip', 'that video', 'a clip', 'the one'))} where {self._clause(main_signal, rng)}"
+            main = f"{_pick(rng, _LONG_HEADS)} where {self._clause(main_signal, rng)}"
         else:
             main = (
                 self._np(main_signal, rng)
@@ -2125,7 +2153,14 @@ class _NoFit(Exception):
 
 
 _QUOTED = re.compile(r'"[^"]*"')
-def _pick(rng: random.Random, items: Sequence[Any]) -> Any:
+
+
+def _one(rng: random.Random, *makers: Callable[[], str]) -> str:
+    """One of several ways of writing something, only that one composed."""
+    return _pick(rng, makers)()
+
+
+def _pick(rng: random.Random, items: Sequence[T]) -> T:
     if not items:
         raise TaxonomyError("a phrasebook role is empty for this vocabulary half")
     return items[int(rng.random() * len(items))]

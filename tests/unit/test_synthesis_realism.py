@@ -32,8 +32,39 @@ SAMPLE_TOTAL = 1500
 LEAN_FLOOR = 0.80
 # A query ending in one of these words is waiting for something that never came.
 DANGLING = set(
-    "with of by and or while called named titled about on in at from for to the a an as where "
-    "when that like featuring than plus during after before into".split()
+    [
+        "with",
+        "of",
+        "by",
+        "and",
+        "or",
+        "while",
+        "called",
+        "named",
+        "titled",
+        "about",
+        "on",
+        "in",
+        "at",
+        "from",
+        "for",
+        "to",
+        "the",
+        "a",
+        "an",
+        "as",
+        "where",
+        "when",
+        "that",
+        "like",
+        "featuring",
+        "than",
+        "plus",
+        "during",
+        "after",
+        "before",
+        "into",
+    ]
 )
 _SLOT = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
