@@ -47,7 +47,7 @@ AWS_SAMPLE_MIX = {
 }
 DEFAULT_DIFFICULTY_MIX: dict[str, float] = {"easy": 0.5, "hard": 0.35, "edge": 0.15}
 HELDOUT_MODULUS = 5  # one vocabulary item in five is held out of training
-FOCUS_SHARE = 0.35  # share of compositions drawn from a taxonomy's focus (0.7 after a value)
+FOCUS_SHARE = 0.35  # share of compositions drawn from a taxonomy's focus (0.85 after a value)
 _SLOT = re.compile(r"\{([^{}]*)\}")
 T = TypeVar("T")
 
@@ -721,6 +721,37 @@ def _has_place(action: str) -> bool:
     return _PLACE_WORDS.search(f" {action} ") is not None
 
 
+# What a negation takes away, and words that show the query wants exactly that
+_NEGATED = {
+    "music": re.compile(
+        r"\b(music|song|songs|band|playing|solo|beats?|jazz|choir|orchestra|melody|tune|riff|"
+        r"soundtrack|piano|guitar|drums?|singing|sings?|lullaby|aria|hymn|anthem|score)\b"
+    ),
+    "speech": re.compile(
+        r"\b(says?|saying|said|narrat\w*|talk\w*|interview\w*|speech|speaks?|speaking|"
+        r"commentat\w*|explain\w*|voices?|voiceover|lecture|sermon|podcast|asks?|tells?|"
+        r"telling|shouts?|shouting|yells?|announc\w*|debat\w*|discuss\w*|quote)\b|\""
+    ),
+    "sound": re.compile(r"\b(sounds?|hear|noise|audio|asmr|ambience|recording)\b"),
+    "subtitles": re.compile(r"\b(subtitles?|captions?|captioned|subtitled)\b"),
+}
+_NEGATES = {
+    "music": ("music", "intro music"),
+    "speech": ("talking", "narration", "voices", "speech", "commentary", "voiceover"),
+    "sound": ("sound", "audio", "sound effects"),
+    "subtitles": ("subtitles",),
+}
+
+
+def _contradicts(negation: str, query: str) -> bool:
+    """'... with jazz playing no music' takes away what the query asks for."""
+    lowered = query.lower()
+    for kind, words in _NEGATES.items():
+        if any(w in negation for w in words) and _NEGATED[kind].search(lowered):
+            return True
+    return False
+
+
 def _playing(music: str) -> str:
     """'jazz piano playing'; 'a choir singing' stays as it is."""
     return music if music.endswith("ing") else f"{music} playing"
@@ -1080,7 +1111,7 @@ class QueryWriter:
         """'a dog chasing a tennis ball on a beach at sunset' (finite: 'a dog is chasing ...')."""
         if setting is None:
             focus = self._focus_settings
-            share = 0.7 if self._focused else FOCUS_SHARE
+            share = 0.85 if self._focused else FOCUS_SHARE
             setting = _pick(rng, focus if focus and rng.random() < share else self.book.actors)
         action = _pick(rng, setting.actions)
         plural = bool(setting.plural) and (not setting.subjects or rng.random() < 0.3)
@@ -1144,7 +1175,7 @@ class QueryWriter:
         if rng.random() < 0.4:
             text = _bare(text)
         kind = "out"
-        if place and group.places and rng.random() < 0.15:
+        if place and group.places and rng.random() < 0.15 and not _has_place(text):
             prep, np, kind = _pick(rng, group.places)
             text = f"{text} {prep} {np}"
         if place and rng.random() < 0.1:
@@ -1237,7 +1268,7 @@ class QueryWriter:
         book = self.book
         if domain is None:
             focus = self._focus_domains
-            share = 0.7 if self._focused else FOCUS_SHARE
+            share = 0.85 if self._focused else FOCUS_SHARE
             domain = _pick(rng, focus if focus and rng.random() < share else book.domains)
         if speaker is None:
             speaker = _pick(rng, domain.speakers)
@@ -1641,8 +1672,8 @@ class QueryWriter:
             return f"{text} {self._continuation(phrasing.connector, signal, rng)}", text
         if frame in ("head", "head_of"):
             if not mixed and (signal == "metadata" or rng.random() < 0.5):
-                if signal == "metadata" and rng.random() < 0.35:
-                    return f"{text} {self._modifier(signal, rng)}", text
+                if signal == "metadata" and rng.random() < 0.35:  # "Friends clips in 4k"
+                    return f"{text} {_pick(rng, self.book.catalogue)}", text
                 return text, text
             roll = rng.random()
             if frame == "head_of" and signal == "visual" and roll < 0.5:
@@ -1873,7 +1904,14 @@ class QueryWriter:
         dominant = cell.dominant
         roll = rng.random()
         if roll < (0.6 if phrase else 0.4):
-            negation = _pick(rng, NEGATIONS.get(dominant, NEGATIONS[BALANCED]))
+            options = [
+                n
+                for n in NEGATIONS.get(dominant, NEGATIONS[BALANCED])
+                if not _contradicts(n, query)
+            ]
+            if not options:
+                return query
+            negation = _pick(rng, options)
             return f"{query} {negation}" if rng.random() < 0.7 else f"{query} but {negation}"
         if phrase:
             return query
@@ -2068,7 +2106,7 @@ class QueryWriter:
             return _pick(
                 rng,
                 (
-                    f"you can hear {self._sound_thing(rng)}",
+                    f"it goes on for {rng.randint(2, 40)} minutes",
                     f"there's {_pick(rng, book.music)} in the background",
                     f"the sound was really {_pick(rng, book.qualities)}",
                 ),
