@@ -16,6 +16,7 @@ batches, so the student can be tested on wordings it never saw.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -730,7 +731,8 @@ _NEGATED = {
     "speech": re.compile(
         r"\b(says?|saying|said|narrat\w*|talk\w*|interview\w*|speech|speaks?|speaking|"
         r"commentat\w*|explain\w*|voices?|voiceover|lecture|sermon|podcast|asks?|tells?|"
-        r"telling|shouts?|shouting|yells?|announc\w*|debat\w*|discuss\w*|quote)\b|\""
+        r"telling|shouts?|shouting|yells?|announc\w*|debat\w*|discuss\w*|quote|"
+        r"play-by-play|the call)\b|\""
     ),
     "sound": re.compile(r"\b(sounds?|hear|noise|audio|asmr|ambience|recording)\b"),
     "subtitles": re.compile(r"\b(subtitles?|captions?|captioned|subtitled)\b"),
@@ -803,9 +805,46 @@ class Phrasing:
     template: str
     frame: str
     connector: str = ""
+    leans: str | None = None  # the signal its own words point at ("{value} dateline": metadata)
+
+
+@cache
+def _cue_signals() -> dict[str, tuple[str, float]]:
+    """Each cue phrase of the built-in lexicon with the signal it points at most."""
+    raw = (resources.files("intent_router") / "data" / "cues.json").read_text("utf-8")
+    best: dict[str, tuple[str, float]] = {}
+    for signal, phrases in json.loads(raw).items():
+        for phrase, strength in phrases.items():
+            if strength > best.get(phrase, ("", 0.0))[1]:
+                best[phrase] = (signal, float(strength))
+    return best
+
+
+def phrasing_lean(
+    template: str, extra: Mapping[str, tuple[str, float]] | None = None
+) -> str | None:
+    """The signal the phrasing's own words point at (by the cue lexicon and a taxonomy's own
+    cues), or None."""
+    words = re.findall(r"[a-z][a-z'-]*", _SLOT.sub(" ", template).lower())
+    cues = _cue_signals()
+    totals: dict[str, float] = {}
+    for n in (3, 2, 1):
+        for i in range(len(words) - n + 1):
+            phrase = " ".join(words[i : i + n])
+            hit = (extra or {}).get(phrase) or cues.get(phrase)
+            if hit:
+                totals[hit[0]] = totals.get(hit[0], 0.0) + hit[1]
+    if not totals:
+        return None
+    signal = max(totals, key=lambda s: (totals[s], s))
+    return signal if totals[signal] >= 2 else None
 
 
 def classify_phrasing(template: str) -> Phrasing:
+    return dataclasses.replace(_classify(template), leans=phrasing_lean(template))
+
+
+def _classify(template: str) -> Phrasing:
     words = _SLOT.sub("X", template).replace(",", " ").split()
     lowered = [w.lower() for w in words]
     last, first = lowered[-1], lowered[0]
@@ -913,7 +952,7 @@ def _focus(
     df = Counter(w for _, words in items for w in words)
     n = len(items)
     scored = [
-        (sum(math.log(n / df[w]) for w in taxonomy_words & words), i)
+        (sum(math.log(n / df[w]) for w in sorted(taxonomy_words & words)), i)
         for i, (_, words) in enumerate(items)
     ]
     top = max((s for s, _ in scored), default=0.0)
@@ -1009,11 +1048,17 @@ class QueryWriter:
                         f"slot(s) {', '.join(unknown)}; use {{value}}, another attribute's "
                         f"name or one of {', '.join(vocabulary_slots)}"
                     )
+        taxonomy_cues = {
+            cue.lower(): (signal.name, 2.0) for signal in taxonomy.signals for cue in signal.cues
+        }
         self._plans = {
             a.name: _AttributePlan(
                 attribute=a,
                 signal=_top_signal(a),
-                phrasings=tuple(classify_phrasing(p) for p in a.phrasings),
+                phrasings=tuple(
+                    dataclasses.replace(classify_phrasing(p), leans=phrasing_lean(p, taxonomy_cues))
+                    for p in a.phrasings
+                ),
                 values=_value_pattern(a.values),
             )
             for a in taxonomy.attributes
@@ -1615,14 +1660,23 @@ class QueryWriter:
 
     # -- attributes --------------------------------------------------------------------------
     def _attribute_phrase(
-        self, plan: _AttributePlan, rng: random.Random, frames: Sequence[str] | None = None
+        self,
+        plan: _AttributePlan,
+        rng: random.Random,
+        frames: Sequence[str] | None = None,
+        prefer: str | None = None,
     ) -> tuple[_Filled, Phrasing]:
+        """A value in one of its attribute's phrasings (of the given frames; mostly one whose
+        own words do not point away from `prefer`)."""
         value = rng.choice(plan.attribute.values)
         options = plan.phrasings or generic_phrasings(plan.attribute, value)
         if frames is not None:
             options = tuple(p for p in options if p.frame in frames)
             if not options:
                 raise _NoFit
+        if prefer is not None and rng.random() < 0.8:
+            fitting = tuple(p for p in options if p.leans in (prefer, None))
+            options = fitting or options
         phrasing = rng.choice(options)
         template = phrasing.template
         if value[:4].lower() == "the ":  # "the {value} episode" + "The Office"
@@ -1663,7 +1717,9 @@ class QueryWriter:
         mixed: the attribute's signal differs from `signal`; then only frames that keep
         `signal` in the lead are used unless the cell mixes signals on purpose.
         Returns (query, the attribute phrase as written)."""
-        filled, phrasing = self._attribute_phrase(plan, rng, frames)
+        filled, phrasing = self._attribute_phrase(
+            plan, rng, frames, prefer=None if mixed else signal
+        )
         text, frame = filled.text, phrasing.frame
         lead_only = lead
         if lead and frame == "head_of":
