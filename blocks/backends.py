@@ -45,7 +45,7 @@ class LocalDistillationBackend(Block):
         default=1e-6, gt=0, le=1, description="L2 penalty of the student's softmax layer."
     )
     max_iterations: int = Field(
-        default=150, ge=10, le=5000, description="L-BFGS iterations when training the student."
+        default=300, ge=10, le=5000, description="L-BFGS iterations when training the student."
     )
 
     def build(self, store: ObjectStore) -> Backend:

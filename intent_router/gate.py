@@ -15,7 +15,12 @@ class GateConfig(BaseModel):
 
     min_parse_rate: float = Field(0.99, ge=0, le=1, description="Floor on the parse rate.")
     min_top_signal_accuracy: float = Field(
-        0.90, ge=0, le=1, description="Floor on top-signal agreement with the teacher."
+        0.85,
+        ge=0,
+        le=1,
+        description="Floor on top-signal agreement with the teacher on the synthetic holdout "
+        "(realistic mixed-intent queries, many with near-tied teacher weights; the golden floor "
+        "judges real queries).",
     )
     min_mean_rubric: float = Field(4.0, ge=1, le=5, description="Floor on the mean 1-5 rubric.")
     max_accuracy_regression: float = Field(

@@ -277,7 +277,7 @@ class HashedNgramStudent:
         soft_labels: np.ndarray,
         *,
         l2: float = 1e-6,
-        max_iterations: int = 150,
+        max_iterations: int = 300,
         on_iteration: Callable[[int, int], None] | None = None,
     ) -> TrainingReport:
         """Minimise soft-label cross-entropy (plus L2) with L-BFGS."""

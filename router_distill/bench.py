@@ -158,6 +158,7 @@ def bench_pipeline(train_count: int, workdir: Path, repeats: int) -> dict[str, A
         "trivial_flow_s": trivial_s,
         "main_job_cold_s": main_s,
         "main_job_exit_codes": [m["exit_code"] for _, m in pairs],
+        "main_job_outcomes": [(r or {}).get("outcome") for r in reports],
         "flow_work_s_median": round(
             statistics.median(m - t for t, m in zip(trivial_s, main_s, strict=True)), 2
         ),

@@ -92,7 +92,7 @@ class LocalBackend:
     limits = LOCAL_LIMITS
     paid = False
 
-    def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 150) -> None:
+    def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 300) -> None:
         self.store = store
         self.l2 = l2
         self.max_iterations = max_iterations

@@ -280,7 +280,7 @@ def failed(decision: Any) -> set[str]:
 
 def test_gate_defaults() -> None:
     assert CONFIG.min_parse_rate == 0.99
-    assert CONFIG.min_top_signal_accuracy == 0.90
+    assert CONFIG.min_top_signal_accuracy == 0.85
     assert CONFIG.min_mean_rubric == 4.0
 
 
@@ -299,7 +299,7 @@ def test_gate_promotes_when_floors_pass_and_there_is_no_champion() -> None:
 
 
 def test_gate_promotes_a_candidate_exactly_at_the_floors() -> None:
-    candidate = evaluation(parse_rate=0.99, top_signal_accuracy=0.9, mean_rubric=4.0)
+    candidate = evaluation(parse_rate=0.99, top_signal_accuracy=0.85, mean_rubric=4.0)
 
     assert decide(candidate, None, CONFIG).promote
 
@@ -308,7 +308,7 @@ def test_gate_promotes_a_candidate_exactly_at_the_floors() -> None:
     ("overrides", "check", "fragment"),
     [
         ({"parse_rate": 0.98}, "parse_rate", "parse rate 0.980 (floor 0.990)"),
-        ({"top_signal_accuracy": 0.85}, "top_signal_accuracy", "top-signal accuracy 0.850"),
+        ({"top_signal_accuracy": 0.84}, "top_signal_accuracy", "top-signal accuracy 0.840"),
         ({"mean_rubric": 3.9}, "mean_rubric", "mean rubric 3.90 (floor 4.00)"),
     ],
 )
