@@ -27,14 +27,17 @@ def confidence_features(weights: Sequence[float]) -> tuple[float, float]:
     return top, top - second
 
 
+COEFFICIENT_BOUND = 1_000.0  # a fitted coefficient beyond this is a corrupt record
+
+
 class Calibration(BaseModel):
     """confidence = sigmoid(intercept + top_coef * top + margin_coef * margin)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    intercept: float
-    top_coef: float
-    margin_coef: float
+    intercept: float = Field(ge=-COEFFICIENT_BOUND, le=COEFFICIENT_BOUND)
+    top_coef: float = Field(ge=-COEFFICIENT_BOUND, le=COEFFICIENT_BOUND)
+    margin_coef: float = Field(ge=-COEFFICIENT_BOUND, le=COEFFICIENT_BOUND)
     n: int = Field(ge=0, description="Holdout answers it was fitted on.")
 
     def confidence(self, weights: Sequence[float]) -> float:
@@ -102,14 +105,14 @@ def cross_fitted_error(answers: Sequence[Sequence[float]], correct: Sequence[boo
 class CascadePoint(BaseModel):
     """One threshold of the cascade: how much it answers locally and how well."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    threshold: float
-    local_share: float  # answered by the student
-    accuracy: float  # on the holdout, against the teacher's labels
-    golden_accuracy: float | None = None  # strict top-1 on the golden set (human labels)
-    mean_latency_ms: float
-    cost_per_1k_usd: float
+    threshold: float = Field(ge=0, le=ALWAYS_DEFER)
+    local_share: float = Field(ge=0, le=1)  # answered by the student
+    accuracy: float = Field(ge=0, le=1)  # on the holdout, against the teacher's labels
+    golden_accuracy: float | None = Field(default=None, ge=0, le=1)  # golden strict top-1
+    mean_latency_ms: float = Field(ge=0)
+    cost_per_1k_usd: float = Field(ge=0)
 
 
 class CostModel(BaseModel):
@@ -186,14 +189,16 @@ def choose_point(curve: Sequence[CascadePoint], target_accuracy: float) -> Casca
 class CascadePolicy(BaseModel):
     """How the router answers a query: the student, or the fallback when unsure."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     calibration: Calibration
-    threshold: float
-    target_accuracy: float
+    threshold: float = Field(ge=0, le=ALWAYS_DEFER)
+    target_accuracy: float = Field(ge=0, le=1)
     fallback: str = Field(description="Model asked when the student is unsure (its name).")
     fallback_role: str = Field(default="teacher", description="Its role in the evaluation.")
-    calibration_error: float = Field(description="Cross-fitted expected calibration error.")
+    calibration_error: float = Field(
+        ge=0, le=1, description="Cross-fitted expected calibration error."
+    )
     chosen: CascadePoint
     curve: tuple[CascadePoint, ...]
 

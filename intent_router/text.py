@@ -22,7 +22,9 @@ STOPWORDS = frozenset(
         "was were be been being it its this that these those there here who whom whose which "
         "what when where why how i me my we us our you your he him his she her they them their "
         "some any all no not just very so too can could will would should do does did has have "
-        "had up out off than then also only like one get got"
+        "had up out off than then also only like one get got if but while every each after "
+        "before might may must there's i'm it's that's don't can't isn't i've i'd let's "
+        "looking doing use using want need find anyone someone something thing things"
     ).split()
 )
 

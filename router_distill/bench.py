@@ -420,6 +420,19 @@ def run_bench(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             print(f"error: cannot read --compare {args.compare}: {error}", file=sys.stderr)
             return 2
+        if not isinstance(before, dict) or "machine" not in before:
+            print(
+                f"error: --compare {args.compare} is not a bench report (no 'machine')",
+                file=sys.stderr,
+            )
+            return 2
+    if args.report_json is not None and not args.report_json.parent.is_dir():
+        print(
+            f"error: --report-json {args.report_json}: folder {args.report_json.parent} "
+            "does not exist",
+            file=sys.stderr,
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="router-distill-bench-") as folder:
         workdir = Path(folder)
         pipeline = bench_pipeline(args.train_count, workdir, args.repeats)

@@ -330,6 +330,7 @@ def _check_real_queries(params: Any, taxonomy: Any) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from intent_router.backends.local import LocalBackend
     from intent_router.errors import UserInputError
     from intent_router.taxonomy import resolve_taxonomy
 
@@ -337,6 +338,13 @@ def _run(args: argparse.Namespace) -> int:
         params = run_params(args)
         taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)  # fail fast
         traffic = _check_real_queries(params, taxonomy)
+        if params.backend == "local":  # Bedrock's baselines are known once its block loads
+            from intent_router.evaluation import check_cascade_fallback
+            from intent_router.settings import home
+            from intent_router.storage import DirectoryStore
+
+            baselines = LocalBackend(DirectoryStore(home() / "store")).baselines(taxonomy)
+            check_cascade_fallback(params.cascade_fallback, baselines)
         if not args.dry_run and params.backend == "local":
             from intent_router.dataset import check_record_count
             from intent_router.pricing import LOCAL_LIMITS
@@ -630,8 +638,9 @@ def _cascade_fallback(champion: Any, taxonomy_file: str | None) -> Any:
         )
     if champion.cascade.fallback_role != "teacher":
         raise UserInputError(
-            f"router '{champion.router}' falls back to {champion.cascade.fallback}; "
-            "route --cascade can only ask the local reference teacher"
+            f"router '{champion.router}' falls back to the model of role "
+            f"'{champion.cascade.fallback_role}'; route --cascade can only ask the local "
+            "reference teacher"
         )
     if taxonomy_file is not None:
         taxonomy = load_taxonomy(taxonomy_file)

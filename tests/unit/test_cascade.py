@@ -247,3 +247,73 @@ def test_the_cascade_fallback_must_be_a_model_the_backend_evaluates(router_home:
     check_cascade_fallback("teacher", baselines)
     with pytest.raises(UserInputError, match="'baseline-haiku' is not a model this backend"):
         check_cascade_fallback("baseline-haiku", baselines)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("threshold", 1.5),
+        ("threshold", -1),
+        ("threshold", float("nan")),
+        ("calibration.top_coef", float("nan")),
+        ("calibration.intercept", float("inf")),
+        ("calibration.margin_coef", 1e308),
+    ],
+)
+def test_a_champion_record_with_a_corrupt_cascade_is_refused(
+    trained_champion: ChampionRecord,
+    router_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    field: str,
+    value: float,
+) -> None:
+    pointer = router_home / "store" / "routers" / "default" / "champion.json"
+    record = json.loads(pointer.read_text())
+    target = record["cascade"]
+    *parents, leaf = field.split(".")
+    for name in parents:
+        target = target[name]
+    target[leaf] = value
+    pointer.write_text(json.dumps(record))  # json writes NaN / Infinity literals
+
+    assert main(["route", "--json", "rain on a tin roof"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt" in err[0]
+
+
+def test_a_fallback_that_is_not_the_teacher_is_named_by_its_role(
+    trained_champion: ChampionRecord, router_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pointer = router_home / "store" / "routers" / "default" / "champion.json"
+    record = json.loads(pointer.read_text())
+    record["cascade"]["fallback_role"] = "baseline-haiku"
+    pointer.write_text(json.dumps(record))
+    assert main(["route", "--cascade", "rain"]) == 2
+    assert "role 'baseline-haiku'" in capsys.readouterr().err
+
+
+def test_a_dry_run_refuses_a_cascade_fallback_the_backend_does_not_evaluate(
+    router_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"cascade_fallback": "baseline-nope"}))
+    assert main(["run", "--params-json", str(params), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'baseline-nope' is not a model this backend evaluates" in err[0]
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", '{"x": 1}'])
+def test_bench_refuses_a_compare_file_that_is_not_a_bench_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    previous = tmp_path / "old.json"
+    previous.write_text(content)
+    assert main(["bench", "--compare", str(previous)]) == 2  # before any pipeline starts
+    assert "is not a bench report" in capsys.readouterr().err
+
+
+def test_bench_refuses_a_report_path_in_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--report-json", str(tmp_path / "nope" / "b.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err

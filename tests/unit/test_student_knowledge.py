@@ -66,7 +66,12 @@ def test_single_query_answers_match_the_batch_path(student: HashedNgramStudent) 
 
 
 def test_reasoning_names_content_words_never_stop_words(student: HashedNgramStudent) -> None:
-    for query in QUERIES[:8]:
+    hostile = [
+        "does anyone have David Letterman, it might be The Social Network, if that helps at all",
+        "Barack Obama appearances where you can hear wind but no voices",
+        "there's a clip while it's raining and i'm looking for every one",
+    ]
+    for query in QUERIES[:8] + hostile:
         reasoning = student_decision(student, query).reasoning
         cues = reasoning.split("(", 1)[1].split(")")[0] if "(" in reasoning else ""
         for cue in cues.split(", "):
