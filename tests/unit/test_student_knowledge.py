@@ -4,6 +4,7 @@ reasoning, the single-query fast path, and artifacts of the previous feature ver
 from __future__ import annotations
 
 import io
+import re
 import json
 import random
 import string
@@ -73,9 +74,9 @@ def test_reasoning_names_content_words_never_stop_words(student: HashedNgramStud
     ]
     for query in QUERIES[:8] + hostile:
         reasoning = student_decision(student, query).reasoning
-        cues = reasoning.split("(", 1)[1].split(")")[0] if "(" in reasoning else ""
-        for cue in cues.split(", "):
-            assert cue and not set(cue.split(" ")) & STOPWORDS, (query, reasoning)
+        for group in re.findall(r"\(([^)]*)\)", reasoning):
+            for cue in group.split(", "):
+                assert cue and not set(cue.split(" ")) & STOPWORDS, (query, reasoning)
 
 
 def test_prior_and_known_words_survive_persistence(student: HashedNgramStudent) -> None:
