@@ -4,9 +4,9 @@ reasoning, the single-query fast path, and artifacts of the previous feature ver
 from __future__ import annotations
 
 import io
-import re
 import json
 import random
+import re
 import string
 
 import numpy as np
