@@ -47,7 +47,10 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
     assert "novel-vocabulary" in teacher_row.slices
     # Real queries beside the synthetic ones: the traffic slice and the golden set, every target.
     assert first.traffic is not None and first.traffic.train > 0 and first.traffic.holdout > 0
-    assert first.traffic.teacher_calls == first.traffic.train + first.traffic.holdout
+    # Every labelled query is used, except the few the dedupe drops: a traffic holdout query
+    # with a near-duplicate among the synthetic training queries leaves the holdout.
+    used = first.traffic.train + first.traffic.holdout
+    assert used <= first.traffic.teacher_calls <= used + 5
     assert first.golden is not None and first.golden["queries"] >= 400
     for row in first.evaluations:
         assert "traffic" in row.slices and row.slices["traffic"].n == first.traffic.holdout
