@@ -76,10 +76,12 @@ def student_decision(student: HashedNgramStudent, query: str) -> RoutingDecision
         reasoning = f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
         return RoutingDecision(weights=decision, reasoning=reasoning)
     parts: list[str] = []
+    named: set[str] = set()
     for signal in ordered[:2]:
         if parts and decision[signal] < 0.15:
             break
-        cues = student.explain(query, signal)
+        cues = [c for c in student.explain(query, signal) if c not in named]  # each cue once
+        named.update(cues)
         parts.append(f"{signal} ({', '.join(cues)})" if cues else signal)
     also = f"; also {parts[1]}" if len(parts) > 1 else ""
     return RoutingDecision(weights=decision, reasoning=f"Mostly {parts[0]}{also}.")

@@ -74,9 +74,10 @@ def test_reasoning_names_content_words_never_stop_words(student: HashedNgramStud
     ]
     for query in QUERIES[:8] + hostile:
         reasoning = student_decision(student, query).reasoning
-        for group in re.findall(r"\(([^)]*)\)", reasoning):
-            for cue in group.split(", "):
-                assert cue and not set(cue.split(" ")) & STOPWORDS, (query, reasoning)
+        named = [c for group in re.findall(r"\(([^)]*)\)", reasoning) for c in group.split(", ")]
+        for cue in named:
+            assert cue and not set(cue.split(" ")) & STOPWORDS, (query, reasoning)
+        assert len(named) == len(set(named)), reasoning  # a cue is named for one signal only
 
 
 def test_prior_and_known_words_survive_persistence(student: HashedNgramStudent) -> None:
