@@ -34,7 +34,6 @@ CHAR_NGRAMS = (3, 4, 5)  # character n-gram sizes inside words
 LENGTH_NORM = 0.5  # a query's features each count n ** -LENGTH_NORM (n: how many it has)
 _WORD_CACHE_LIMIT = 200_000
 _STRIP = ".,;:!?\"'()"
-_MAYBE_QUOTED = re.compile("[\"'“”‘’]")
 
 
 def knowledge_keys(query: str) -> list[int]:
@@ -62,7 +61,7 @@ def _query_features(query: str, words: list[str]) -> list[str]:
     """Features of the whole query: word bigrams and a few shape features."""
     feats = ["bias"]
     feats += ["b:" + a + " " + b for a, b in itertools.pairwise(words)]
-    if _MAYBE_QUOTED.search(query) and quoted_spans(query):
+    if quoted_spans(query):
         feats.append("s:quoted")
     rest = query[1:]
     if rest != rest.lower():  # some capital letter after the first character
@@ -74,15 +73,6 @@ def _query_features(query: str, words: list[str]) -> list[str]:
         feats.append("s:short")
     elif len(words) >= 15:
         feats.append("s:long")
-    return feats
-
-
-def feature_strings(query: str) -> list[str]:
-    """Word unigrams and bigrams, char 3-5-grams inside words, and a few shape features."""
-    words = words_of(query)
-    feats = _query_features(query, words)
-    for w in words:
-        feats += _word_features(w)
     return feats
 
 
