@@ -3,6 +3,8 @@ intent_router (`plan_outcome`, `decide`), each side effect in a task (tasks/).""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,12 +29,13 @@ from flows.locking import router_lock
 from flows.parameters import parameters_of
 from flows.progress import StepProgress
 from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
-from intent_router.dataset import check_record_count
+from intent_router.dataset import LabelledQuery, check_record_count
 from intent_router.evaluation import (
     TRAFFIC,
     EvaluationResult,
     cascade_policy,
     check_cascade_fallback,
+    prior_source,
     prior_target,
 )
 from intent_router.gate import GoldenEvidence, decide
@@ -65,6 +68,13 @@ from intent_router.traffic import (
     advance_watermark,
     new_since,
 )
+from intent_router.training_modes import (
+    TrainingMode,
+    check_training_mode,
+    choose_examples,
+    invocation_logs_source,
+    teacher_response_tokens,
+)
 from tasks.dataset import (
     DatasetRef,
     SplitOutput,
@@ -81,7 +91,7 @@ from tasks.distill import (
     wait_for_job,
 )
 from tasks.evaluate import evaluate_model
-from tasks.generate import BatchOutput, generate_batch
+from tasks.generate import BatchOutput, generate_batch, label_examples
 from tasks.preflight import check_run_inputs, preflight
 from tasks.promote import announce, promote_candidate, publish_ledger
 from tasks.runtime import Runtime, code_version
@@ -115,6 +125,8 @@ class Run:
     registry: ChampionRegistry
     run_id: str
     results_block: WritableFileSystem  # task results (label and dedupe caches) persist here
+    mode: TrainingMode = TrainingMode.FINE_TUNE_LABELLED
+    invocation_logs: str | None = None  # distill-invocation-logs: where the job reads from
     golden: GoldenSet | None = None
     traffic: Traffic | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -149,9 +161,10 @@ class TrainingData:
     fresh_teacher_calls: int  # made by this run (cached batches cost nothing)
     cached_batches: int
     split: SplitOutput
-    train_ref: DatasetRef
+    train_ref: DatasetRef  # distill-invocation-logs: describes the logs (no file, 0 records)
     holdout_ref: DatasetRef
     traffic: TrafficSummary | None = None
+    example_calls: int = 0  # teacher calls for distill-prompts' curated examples
 
 
 @flow(
@@ -199,6 +212,9 @@ def start(params: DistillParams) -> Run:
     )
     runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
+    mode = check_training_mode(
+        params.training_mode, backend.name, backend.default_training_mode, backend.training_modes
+    )
     check_record_count(params.train_count, backend.limits)
     check_cascade_fallback(params.cascade_fallback, backend.baselines(taxonomy))
     router = params.router_name or taxonomy.name
@@ -211,6 +227,8 @@ def start(params: DistillParams) -> Run:
         registry=ChampionRegistry(runtime.store(), router),
         run_id=str(flow_run.get_id() or "local"),
         results_block=storage_blocks(runtime.storage_block)[1],
+        mode=mode,
+        invocation_logs=_invocation_logs(params, mode, taxonomy),
         golden=golden,
     )
     check_run_inputs(router, runtime)  # storage writable, registry readable: before any paid call
@@ -219,8 +237,10 @@ def start(params: DistillParams) -> Run:
         params,
         taxonomy,
         runtime,
+        mode=run.mode,
         traffic_queries=_queries_to_label(run),
         extra_eval_queries=_extra_eval_queries(run),
+        traffic_train_queries=len(run.traffic.train) if run.traffic else 0,
     )
     return run
 
@@ -270,7 +290,7 @@ def build_training_data(run: Run) -> TrainingData:
     holdout_outputs = outputs[len(plan.train_batches) :]
     run.lap("generate")
     held_out = {q.query for q in run.traffic.holdout} if run.traffic else set()
-    records = labels.records if labels else ()
+    records = (labels.records if labels else ()) + _unlabelled_traffic(run)
     merge = merge_and_dedupe.with_options(
         result_storage=run.results_block, cache_expiration=_cache_age(run.params)
     )
@@ -285,19 +305,28 @@ def build_training_data(run: Run) -> TrainingData:
         traffic_holdout=opaque(tuple(r for r in records if r.query in held_out)),
         exclude=tuple(run.golden.queries) if run.golden else (),
     )
-    train_ref, holdout_ref = build_datasets(
-        opaque(split), run.taxonomy, run.router, run.backend.limits, run.runtime
+    examples, example_calls = _label_examples(run, split)
+    train_file, holdout_ref = build_datasets(
+        opaque(split),
+        run.taxonomy,
+        run.router,
+        run.backend.limits,
+        run.runtime,
+        mode=run.mode,
+        examples=examples,
     )
+    train_ref = train_file or invocation_logs_ref(run.invocation_logs or "", run.params)
     run.lap("dataset")
     return TrainingData(
         train_outputs,
         holdout_outputs,
-        fresh_calls,
+        fresh_calls + example_calls,
         cached,
         split,
         train_ref,
         holdout_ref,
         traffic=_traffic_summary(run, labels, split),
+        example_calls=example_calls,
     )
 
 
@@ -372,7 +401,9 @@ def deploy_candidate(
         metrics={},
         promoted_at=now_iso(),
         triggered_by=run.params.triggered_by,
-        training_data=data.train_ref.path,
+        training_data=data.train_ref.path or None,
+        training_mode=run.mode.value,
+        prompt=run.mode.student_prompt,
     )
 
 
@@ -384,15 +415,18 @@ def evaluate_all(
     backend = run.backend
     targets: list[ModelTarget] = [
         backend.target_for_deployment(
-            candidate.deployment_id, "candidate", f"candidate {candidate.model_id}"
+            candidate.deployment_id,
+            "candidate",
+            f"candidate {candidate.model_id}",
+            candidate.prompt,
         ),
         *backend.baselines(run.taxonomy),
-        prior_target(data.split.train, run.taxonomy),
+        prior_target(prior_source(data.split), run.taxonomy),
     ]
     if champion is not None and champion.model_id != candidate.model_id:
         targets.append(
             backend.target_for_deployment(
-                champion.deployment_id, "champion", f"champion {champion.model_id}"
+                champion.deployment_id, "champion", f"champion {champion.model_id}", champion.prompt
             )
         )
     results: list[EvaluationResult] = []
@@ -530,6 +564,7 @@ def finish(
         router=run.router,
         taxonomy=run.taxonomy.name,
         backend=run.backend.name,
+        training_mode=run.mode.value,
         flow_run_id=run.run_id if run.run_id != "local" else None,
         dataset=summarise_dataset(
             train_outputs=data.train_outputs,
@@ -572,8 +607,11 @@ def _label_traffic(run: Run) -> TrafficLabels | None:
     watermark: what was read is now consumed, whatever happens later in the run."""
     if run.traffic is None:
         return None
+    to_label = run.traffic.holdout  # evaluated on: always labelled
+    if run.mode.labels_training:
+        to_label = run.traffic.train + to_label
     labels = label_traffic(
-        opaque(run.traffic.train + run.traffic.holdout),
+        opaque(to_label),
         run.taxonomy,
         run.backend.teacher_fingerprint(run.taxonomy),
         run.runtime,
@@ -603,8 +641,49 @@ def _queries_to_label(run: Run) -> list[str]:
     """Traffic queries the teacher will be asked to label: those the label cache lacks."""
     if run.traffic is None:
         return []
-    queries = [q.query for q in run.traffic.train + run.traffic.holdout]
+    used = run.traffic.train + run.traffic.holdout if run.mode.labels_training else []
+    queries = [q.query for q in used or run.traffic.holdout]
     return unlabelled(queries, run.backend.teacher_fingerprint(run.taxonomy), run.runtime)
+
+
+def _unlabelled_traffic(run: Run) -> tuple[LabelledQuery, ...]:
+    """Training traffic as prompts only, when the customization job's teacher answers it."""
+    if run.traffic is None or run.mode.labels_training:
+        return ()
+    return tuple(
+        LabelledQuery(
+            query=q.query,
+            cell=TRAFFIC,
+            difficulty="real",
+            dominant="",
+            vocabulary=TRAFFIC,
+            teacher_output="",
+            weights={},
+        )
+        for q in run.traffic.train
+    )
+
+
+def _label_examples(run: Run, split: SplitOutput) -> tuple[dict[str, str], int]:
+    """distill-prompts: the teacher labels a few training prompts as curated examples (cached;
+    only valid routing answers are kept). Returns the examples and the calls made."""
+    if run.mode is not TrainingMode.DISTILL_PROMPTS or run.params.prompt_examples == 0:
+        return {}, 0
+    picked = choose_examples([r.dominant for r in split.train], run.params.prompt_examples)
+    queries = tuple(split.train[i].query for i in picked)
+    label: Any = label_examples.with_options(
+        result_storage=run.results_block, cache_expiration=_cache_age(run.params)
+    )
+    state = label(
+        queries,
+        run.taxonomy,
+        run.backend.teacher_fingerprint(run.taxonomy),
+        code_version(),
+        run.runtime,
+        return_state=True,
+    )
+    examples: dict[str, str] = state.result()
+    return examples, 0 if state.name == "Cached" else len(queries)
 
 
 def _extra_eval_queries(run: Run) -> list[str]:
@@ -629,6 +708,34 @@ def _golden_info(golden: GoldenSet | None) -> dict[str, Any] | None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _invocation_logs(params: DistillParams, mode: TrainingMode, taxonomy: Taxonomy) -> str | None:
+    if mode is not TrainingMode.DISTILL_INVOCATION_LOGS:
+        return None
+    source = resolve_traffic(params, taxonomy)
+    return invocation_logs_source(mode, params.invocation_logs, source.kind, source.location)
+
+
+def invocation_logs_ref(uri: str, params: DistillParams) -> DatasetRef:
+    """distill-invocation-logs reads no file: the logs, the filters and the seed identify the
+    training data (a scheduled run's seed is its date, so each day's logs make a new job)."""
+    identity = json.dumps(
+        {
+            "logs": uri,
+            "metadata": params.traffic_request_metadata,
+            "responses": params.invocation_logs_use_responses,
+            "seed": params.seed,
+        },
+        sort_keys=True,
+    )
+    return DatasetRef(
+        path="",
+        uri=uri,
+        sha256=hashlib.sha256(identity.encode()).hexdigest(),
+        records=0,
+        bytes=0,
+    )
+
+
 def _cache_age(params: DistillParams) -> timedelta:
     return timedelta(days=params.cache_max_age_days)
 
@@ -644,6 +751,11 @@ def _request(run: Run, data: TrainingData) -> DistillationRequest:
         taxonomy=run.taxonomy,
         backend_name=run.backend.name,
         student_config={"backend": run.params.backend},
+        mode=run.mode,
+        response_tokens=teacher_response_tokens(run.taxonomy),
+        invocation_logs_uri=run.invocation_logs,
+        use_prompt_response=run.params.invocation_logs_use_responses,
+        request_metadata=run.params.traffic_request_metadata,
     )
 
 
@@ -670,6 +782,9 @@ def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput]
             "teacher": unmapped(teacher),
             "code_version": unmapped(code_version()),
             "runtime": unmapped(run.runtime),
+            # Training prompts are labelled here only when the pipeline's labels train the
+            # student; otherwise the customization job's teacher answers them.
+            "label": [run.mode.labels_training or b.split != "train" for b in batches],
         }
         futures: list[PrefectFuture[BatchOutput]] = (
             generate.map(batches, **shared)

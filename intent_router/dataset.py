@@ -35,15 +35,16 @@ class LabelledQuery(BaseModel):
     weights: dict[str, float]
 
 
-def training_record(query: str, assistant_text: str, system_prompt: str) -> dict[str, Any]:
-    """One `bedrock-conversation-2024` record: system prompt, user query, teacher answer."""
+def training_record(query: str, assistant_text: str | None, system_prompt: str) -> dict[str, Any]:
+    """One `bedrock-conversation-2024` record: system prompt, user query, teacher answer (none:
+    a prompt only, which a distillation job's teacher answers)."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"text": query}]}]
+    if assistant_text is not None:
+        messages.append({"role": "assistant", "content": [{"text": assistant_text}]})
     return {
         "schemaVersion": SCHEMA_VERSION,
         "system": [{"text": system_prompt}],
-        "messages": [
-            {"role": "user", "content": [{"text": query}]},
-            {"role": "assistant", "content": [{"text": assistant_text}]},
-        ],
+        "messages": messages,
     }
 
 

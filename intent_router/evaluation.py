@@ -79,6 +79,16 @@ def prior_invocations(weights_json: str, n: int) -> list[Invocation]:
     return [Invocation(text=text, latency_s=0.0, input_tokens=0, output_tokens=0)] * n
 
 
+def prior_source(split: Any) -> Sequence[LabelledQuery]:
+    """The records the prior baseline averages: the labelled training records, or, when the
+    training file is prompts only (the job's teacher labels it), the labelled holdout."""
+    labelled = [r for r in split.train if r.weights]
+    return labelled if len(labelled) >= MIN_PRIOR_RECORDS else split.holdout
+
+
+MIN_PRIOR_RECORDS = 50
+
+
 def prior_target(train: Sequence[LabelledQuery], taxonomy: Taxonomy) -> ModelTarget:
     """The trivial baseline: always answer the training set's mean weights."""
     weights = training_mean([r.weights for r in train], taxonomy.signal_names)

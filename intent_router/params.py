@@ -11,6 +11,7 @@ from intent_router.drift import DriftThresholds
 from intent_router.gate import GateConfig
 from intent_router.registry import ROUTER_NAME_PATTERN
 from intent_router.taxonomy import Taxonomy, builtin_taxonomy_names
+from intent_router.training_modes import TrainingModeRef
 
 
 def check_taxonomy_ref(value: str) -> str:
@@ -178,6 +179,37 @@ class DistillParams(BaseModel):
         pattern=r"^[a-z0-9][a-z0-9_.:-]{0,80}$",
         description="Who answers when the student is unsure: the role of an evaluated model, "
         "'teacher' or (on Bedrock) 'baseline-<name>' of a configured baseline model.",
+    )
+    training_mode: TrainingModeRef = Field(
+        default="auto",
+        description="How the student learns: 'distill-prompts' (prompts only; the job's teacher "
+        "answers them), 'distill-invocation-logs' (the job reads the router's invocation logs), "
+        "'fine-tune-labelled' (the pipeline's teacher labels train it); 'auto' is the backend's "
+        "default (Bedrock: distill-prompts, local: fine-tune-labelled).",
+    )
+    prompt_examples: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        strict=True,
+        description="distill-prompts: training prompts the pipeline's teacher labels as curated "
+        "examples (validated answers), spread over the signals.",
+    )
+    invocation_logs: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="distill-invocation-logs: s3:// prefix of the router's model-invocation "
+        "logs (default: the traffic source when it is 'bedrock-logs:s3://...').",
+    )
+    invocation_logs_use_responses: bool = Field(
+        default=False,
+        description="distill-invocation-logs: train on the logged responses as they are "
+        "(usePromptResponse) instead of having the job's teacher answer the logged prompts.",
+    )
+    allow_unpriced: bool = Field(
+        default=False,
+        description="Let a budgeted run start although some cost lines have no price "
+        "(training, storage or a model the price table lacks).",
     )
     near_duplicate_threshold: float = Field(
         default=0.85,

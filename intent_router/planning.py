@@ -15,6 +15,7 @@ from intent_router.params import DistillParams
 from intent_router.synthesis import BatchSpec, plan_batches, plan_cells
 from intent_router.taxonomy import Taxonomy
 from intent_router.traffic import TrafficQuery, newest_slice
+from intent_router.training_modes import TrainingMode
 
 
 class GenerationPlan(BaseModel):
@@ -93,23 +94,27 @@ def distillation_request(
     taxonomy: Taxonomy,
     backend_name: str,
     student_config: dict[str, object],
+    mode: TrainingMode = TrainingMode.FINE_TUNE_LABELLED,
+    response_tokens: int = 1000,
+    invocation_logs_uri: str | None = None,
+    use_prompt_response: bool = False,
+    request_metadata: dict[str, str] | None = None,
 ) -> DistillationRequest:
     """Deterministic job name, model name and idempotency token from the run's inputs.
 
     The same router, data, backend and student settings always give the same token, so a
     retried or resumed run finds its job instead of starting a second one.
     """
-    identity = json.dumps(
-        {
-            "router": router,
-            "dataset": dataset_sha256,
-            "backend": backend_name,
-            "taxonomy": taxonomy.fingerprint,
-            "student": student_config,
-        },
-        sort_keys=True,
-        default=str,
-    )
+    inputs: dict[str, object] = {
+        "router": router,
+        "dataset": dataset_sha256,
+        "backend": backend_name,
+        "taxonomy": taxonomy.fingerprint,
+        "student": student_config,
+    }
+    if mode is not TrainingMode.FINE_TUNE_LABELLED:  # earlier jobs (labelled) keep their names
+        inputs["mode"] = mode.value
+    identity = json.dumps(inputs, sort_keys=True, default=str)
     token = hashlib.sha256(identity.encode()).hexdigest()
     short = token[:12]
     base = _slug(router, 36)
@@ -123,4 +128,9 @@ def distillation_request(
         dataset_sha256=dataset_sha256,
         signals=taxonomy.signal_names,
         tags={"router": router, "dataset": dataset_sha256[:16], "product": "router-distill"},
+        mode=mode,
+        response_tokens=response_tokens,
+        invocation_logs_uri=invocation_logs_uri,
+        use_prompt_response=use_prompt_response,
+        request_metadata=dict(request_metadata or {}),
     )

@@ -16,13 +16,20 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.errors import UserInputError
 from intent_router.params import DistillParams
 from intent_router.planning import plan_generation
-from intent_router.pricing import ModelPrice, estimate_tokens, price_for
+from intent_router.pricing import (
+    BATCH_DISCOUNT,
+    BATCH_MIN_RECORDS,
+    ModelPrice,
+    estimate_tokens,
+    price_for,
+)
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import ObjectStore, check_writable
 from intent_router.synthesis import QueryWriter
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
+from intent_router.training_modes import TrainingMode
 
 
 class CostLine(BaseModel):
@@ -34,6 +41,7 @@ class CostLine(BaseModel):
     input_tokens: int
     output_tokens: int
     usd: float | None  # None: no price known for this item
+    recurring: str | None = None  # e.g. "per month": not part of the run's one-off total
 
 
 class CostEstimate(BaseModel):
@@ -42,10 +50,21 @@ class CostEstimate(BaseModel):
     lines: tuple[CostLine, ...]
     generated_queries: int
     training_tokens: int
+    mode: str = "fine-tune-labelled"
+    pipeline_training_labels: int = 0  # teacher calls the pipeline makes for training records
 
     @property
     def known_usd(self) -> float:
-        return sum(line.usd or 0.0 for line in self.lines)
+        """The run's one-off cost from the priced lines (recurring lines excluded)."""
+        return sum(line.usd or 0.0 for line in self.lines if line.recurring is None)
+
+    @property
+    def recurring_usd(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in self.lines:
+            if line.recurring is not None and line.usd is not None:
+                out[line.recurring] = out.get(line.recurring, 0.0) + line.usd
+        return out
 
     @property
     def unpriced(self) -> list[str]:
@@ -60,66 +79,170 @@ def table_price(model_id: str) -> ModelPrice | None:
         return None
 
 
+def _line(
+    item: str,
+    model_id: str,
+    calls: int,
+    inp: int,
+    out: int,
+    price: ModelPrice | None,
+    *,
+    discount: float = 1.0,
+    recurring: str | None = None,
+) -> CostLine:
+    return CostLine(
+        item=item,
+        model_id=model_id,
+        calls=calls,
+        input_tokens=inp,
+        output_tokens=out,
+        usd=price.cost(inp, out) * discount if price else None,
+        recurring=recurring,
+    )
+
+
 def estimate_cost(
     params: DistillParams,
     taxonomy: Taxonomy,
     *,
     teacher_model_id: str,
     evaluated_models: Mapping[str, str],
+    mode: TrainingMode = TrainingMode.FINE_TUNE_LABELLED,
     price_of: Callable[[str], ModelPrice | None] = table_price,
     training_usd_per_1k_tokens: float | None = None,
+    storage_usd_per_model_month: float | None = None,
     epochs: int = 2,
+    response_tokens: int | None = None,
     traffic_queries: Sequence[str] = (),
+    traffic_train_queries: int = 0,
     extra_eval_queries: Sequence[str] = (),
+    batch_labelling_threshold: int | None = None,
+    monitor_sample: int | None = None,
 ) -> CostEstimate:
-    """Teacher labelling + student training + evaluation, from the real generated queries.
+    """Every paid thing of a run in the chosen training mode, from the real generated queries.
 
-    evaluated_models: display name -> model id, each invoked once per evaluation query.
-    traffic_queries: traffic the teacher has not labelled yet (not in the label cache);
-    extra_eval_queries: the traffic slice and the golden set, evaluated by every model.
+    - pipeline labelling: the holdout always; training queries only in fine-tune-labelled
+      (on-demand, or batch inference at its discount for batches at or above
+      `batch_labelling_threshold`); plus new traffic (`traffic_queries`, already filtered to
+      what the mode labels and the cache lacks);
+    - curated examples (distill-prompts);
+    - teacher inference inside the job (distillation modes; invocation logs: `train_count`
+      logged prompts assumed, none when the logged responses are used);
+    - training (tokens x epochs), custom-model storage (per month);
+    - evaluation: each of `evaluated_models` (display name -> model id) once per evaluation
+      query; the candidate with the prompt the mode trains it on;
+    - the drift monitor's sample (per check), when `monitor_sample` is given.
     """
     plan = plan_generation(params, taxonomy)
     teacher = ReferenceTeacher(taxonomy)
     prompt_tokens = estimate_tokens(teacher_prompt(taxonomy))
     student_prompt_tokens = estimate_tokens(student_system_prompt(taxonomy))
-    label_in = label_out = calls = 0
-    train_tokens = 0
+    teacher_price = price_of(teacher_model_id)
+    on_demand_in = on_demand_out = on_demand_calls = 0
+    batch_in = batch_out = batch_calls = 0
+    train_seen = 0
+    train_record_tokens = job_in = job_out = 0  # per generated training query, summed
+    answer_total = answers = 0
     eval_queries: list[str] = []
     for batch in plan.all_batches:
         writer = QueryWriter(taxonomy, batch.vocabulary)
-        for quota in batch.quotas:
-            for query in writer.write_cell(quota):
-                answer = estimate_tokens(teacher.label_json(query))
-                calls += 1
-                label_in += prompt_tokens + estimate_tokens(teacher_user_message(query))
-                label_out += answer
-                if batch.split == "train":
-                    train_tokens += student_prompt_tokens + estimate_tokens(query) + answer
-                else:
-                    eval_queries.append(query)
-    synthetic_calls = calls
-    for query in traffic_queries:
-        calls += 1
-        label_in += prompt_tokens + estimate_tokens(query)
-        label_out += estimate_tokens(teacher.label_json(query))
-    eval_queries += list(extra_eval_queries)
-    train_tokens = round(train_tokens * min(1.0, params.train_count / max(1, synthetic_calls)))
-    lines: list[CostLine] = []
-    teacher_price = price_of(teacher_model_id)
-    lines.append(
-        CostLine(
-            item="teacher labelling (Converse)"
-            + (f", incl. {len(traffic_queries):,} new traffic queries" if traffic_queries else ""),
-            model_id=teacher_model_id,
-            calls=calls,
-            input_tokens=label_in,
-            output_tokens=label_out,
-            usd=teacher_price.cost(label_in, label_out) if teacher_price else None,
+        queries = [q for quota in batch.quotas for q in writer.write_cell(quota)]
+        is_train = batch.split == "train"
+        labelled = not is_train or mode.labels_training
+        batched = batch_labelling_threshold is not None and len(queries) >= max(
+            batch_labelling_threshold, BATCH_MIN_RECORDS
         )
-    )
+        for query in queries:
+            answer = estimate_tokens(teacher.label_json(query))
+            answer_total += answer
+            answers += 1
+            if labelled:
+                inp = prompt_tokens + estimate_tokens(teacher_user_message(query))
+                if batched:
+                    batch_calls, batch_in, batch_out = (
+                        batch_calls + 1,
+                        batch_in + inp,
+                        batch_out + answer,
+                    )
+                else:
+                    on_demand_calls += 1
+                    on_demand_in, on_demand_out = on_demand_in + inp, on_demand_out + answer
+            if is_train:
+                train_seen += 1
+                quoted = prompt_tokens + estimate_tokens(teacher_user_message(query))
+                if mode is TrainingMode.DISTILL_PROMPTS:
+                    train_record_tokens += quoted + answer
+                else:
+                    train_record_tokens += student_prompt_tokens + estimate_tokens(query) + answer
+                job_in, job_out = job_in + quoted, job_out + answer
+            else:
+                eval_queries.append(query)
+    for query in traffic_queries:
+        on_demand_calls += 1
+        on_demand_in += prompt_tokens + estimate_tokens(teacher_user_message(query))
+        on_demand_out += estimate_tokens(teacher.label_json(query))
+    mean_answer = round(answer_total / max(1, answers))
+    # Oversampled batches are trimmed to train_count: scale per-query sums to train_count.
+    scale = params.train_count / max(1, train_seen)
+    train_tokens = round(train_record_tokens * scale)
+    lines = [
+        _line(
+            "pipeline labelling (Converse, on demand)"
+            + (f", incl. {len(traffic_queries):,} new traffic queries" if traffic_queries else ""),
+            teacher_model_id,
+            on_demand_calls,
+            on_demand_in,
+            on_demand_out,
+            teacher_price,
+        )
+    ]
+    if batch_calls:
+        lines.append(
+            _line(
+                f"pipeline labelling (batch inference, {BATCH_DISCOUNT:.0%} of on-demand)",
+                teacher_model_id,
+                batch_calls,
+                batch_in,
+                batch_out,
+                teacher_price,
+                discount=BATCH_DISCOUNT,
+            )
+        )
+    if mode is TrainingMode.DISTILL_PROMPTS and params.prompt_examples:
+        n = min(params.prompt_examples, params.train_count)
+        per_in = round(job_in / max(1, train_seen))
+        lines.append(
+            _line(
+                "curated examples (Converse)",
+                teacher_model_id,
+                n,
+                n * per_in,
+                n * mean_answer,
+                teacher_price,
+            )
+        )
+    if mode.teacher_in_job:
+        logged = mode is TrainingMode.DISTILL_INVOCATION_LOGS
+        prompts = 0 if logged and params.invocation_logs_use_responses else params.train_count
+        if not logged:
+            prompts += traffic_train_queries
+        cap = response_tokens or mean_answer
+        lines.append(
+            _line(
+                "teacher inference inside the job"
+                + (f" (assumes {prompts:,} logged prompts)" if logged else "")
+                + f", answers up to {cap} tokens",
+                teacher_model_id,
+                prompts,
+                round(job_in * scale) if not logged else prompts * prompt_tokens,
+                prompts * mean_answer,
+                teacher_price,
+            )
+        )
     lines.append(
         CostLine(
-            item=f"student training ({epochs} epochs)",
+            item=f"student training ({epochs} epochs"
+            + (", assumed: the service chooses)" if mode.teacher_in_job else ")"),
             model_id="training",
             calls=1,
             input_tokens=train_tokens * epochs,
@@ -131,28 +254,56 @@ def estimate_cost(
             ),
         )
     )
+    lines.append(
+        CostLine(
+            item="custom model storage",
+            model_id="storage",
+            calls=1,
+            input_tokens=0,
+            output_tokens=0,
+            usd=storage_usd_per_model_month,
+            recurring="per month",
+        )
+    )
+    eval_queries += list(extra_eval_queries)
     eval_in = sum(estimate_tokens(q) for q in eval_queries)
     quoted_in = sum(estimate_tokens(teacher_user_message(q)) for q in eval_queries)
     for name, model_id in evaluated_models.items():
-        price = price_of(model_id)
-        uses_teacher_prompt = name != "candidate"
+        teacher_prompted = name != "candidate" or mode.student_prompt == "teacher"
         inp = (
             quoted_in + len(eval_queries) * prompt_tokens
-            if uses_teacher_prompt
+            if teacher_prompted
             else eval_in + len(eval_queries) * student_prompt_tokens
         )
-        out = len(eval_queries) * round(label_out / max(1, calls))
+        out = len(eval_queries) * mean_answer
         lines.append(
-            CostLine(
-                item=f"evaluation: {name}",
-                model_id=model_id,
-                calls=len(eval_queries),
-                input_tokens=inp,
-                output_tokens=out,
-                usd=price.cost(inp, out) if price else None,
-            )
+            _line(f"evaluation: {name}", model_id, len(eval_queries), inp, out, price_of(model_id))
         )
-    return CostEstimate(lines=tuple(lines), generated_queries=calls, training_tokens=train_tokens)
+    if monitor_sample:
+        champion_id = evaluated_models.get("candidate", teacher_model_id)
+        sample_in = monitor_sample * (prompt_tokens + 30)
+        for item, model_id, inp in (
+            ("drift monitor: teacher labels the sample", teacher_model_id, sample_in),
+            ("drift monitor: champion routes the sample", champion_id, sample_in),
+        ):
+            lines.append(
+                _line(
+                    item,
+                    model_id,
+                    monitor_sample,
+                    inp,
+                    monitor_sample * mean_answer,
+                    price_of(model_id),
+                    recurring="per check",
+                )
+            )
+    return CostEstimate(
+        lines=tuple(lines),
+        generated_queries=on_demand_calls + batch_calls,
+        training_tokens=train_tokens,
+        mode=mode.value,
+        pipeline_training_labels=round(train_seen * scale) if mode.labels_training else 0,
+    )
 
 
 def estimate_monitor_cost(
@@ -188,9 +339,21 @@ def estimate_monitor_cost(
     return CostEstimate(lines=tuple(lines), generated_queries=len(queries), training_tokens=0)
 
 
-def check_budget(estimate: CostEstimate, budget_usd: float | None) -> None:
-    """Stop before anything is paid when the known estimate exceeds the budget."""
-    if budget_usd is not None and estimate.known_usd > budget_usd:
+def check_budget(
+    estimate: CostEstimate, budget_usd: float | None, allow_unpriced: bool = False
+) -> None:
+    """Stop before anything is paid when a budgeted run has unpriced lines (unless allowed) or
+    the run's one-off estimate exceeds the budget."""
+    if budget_usd is None:
+        return
+    if estimate.unpriced and not allow_unpriced:
+        raise UserInputError(
+            f"cannot check the budget of ${budget_usd:,.2f}: no price for "
+            f"{', '.join(estimate.unpriced)}; set the prices (training_usd_per_1k_tokens, "
+            "storage_usd_per_model_month or price_overrides in the backend's settings) or "
+            "allow_unpriced: true"
+        )
+    if estimate.known_usd > budget_usd:
         raise UserInputError(
             f"estimated cost ${estimate.known_usd:,.2f} exceeds the budget of ${budget_usd:,.2f}"
             + (f" (not priced: {', '.join(estimate.unpriced)})" if estimate.unpriced else "")
@@ -206,6 +369,7 @@ def format_estimate(estimate: CostEstimate) -> list[dict[str, Any]]:
             "input_tokens": line.input_tokens,
             "output_tokens": line.output_tokens,
             "usd": "not priced" if line.usd is None else round(line.usd, 4),
+            "when": line.recurring or "this run",
         }
         for line in estimate.lines
     ]

@@ -64,6 +64,15 @@ PRICES: dict[str, ModelPrice] = {
             source=_PRICING_SOURCE,
         ),
         ModelPrice(
+            # Claude Haiku 4.5 (the AWS sample's router): $1 / $5 per million tokens, Anthropic's
+            # model page (platform.claude.com/docs/en/models/haiku-4-5/overview); Bedrock id
+            # anthropic.claude-haiku-4-5-20251001-v1:0 (confirm in the Bedrock console).
+            model_id="anthropic.claude-haiku-4-5",
+            input_per_1k=0.001,
+            output_per_1k=0.005,
+            source="platform.claude.com Claude Haiku 4.5 model page (2026-12)",
+        ),
+        ModelPrice(
             model_id="local",
             input_per_1k=0.0,
             output_per_1k=0.0,
@@ -75,11 +84,76 @@ PRICES: dict[str, ModelPrice] = {
 
 def price_for(model_id: str) -> ModelPrice:
     """Price of a model id, matching cross-Region profiles and context suffixes to the base id."""
-    candidate = model_id.removeprefix("us.").removeprefix("eu.").removeprefix("apac.")
+    candidate = model_id
+    for prefix in ("us.", "eu.", "apac.", "global."):
+        candidate = candidate.removeprefix(prefix)
     for known, price in PRICES.items():
         if candidate == known or candidate.startswith(known + ":") or candidate.startswith(known):
             return price
     raise KeyError(f"no price for model {model_id!r}; known: {sorted(PRICES)}")
+
+
+BATCH_DISCOUNT = 0.5
+"""Batch inference price as a share of on-demand: "about 50%" (secondary sources quoting
+aws.amazon.com/bedrock/pricing; unverified against the pricing page)."""
+
+BATCH_MIN_RECORDS = 100
+"""Records a batch inference job needs at least: a per-model quota, about 100 by secondary
+sources (apache/airflow example_bedrock_batch_inference); unverified."""
+
+
+class CustomizableModel(BaseModel):
+    """A base model Bedrock customizes, and in which role."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: str
+    roles: tuple[str, ...]  # "student", "teacher", "fine-tune"
+    regions: tuple[str, ...]
+    source: str
+
+
+_NOVA_ROLES = "docs.aws.amazon.com/nova/latest/userguide/customization.html"
+_FINE_TUNING = "docs.aws.amazon.com/bedrock/latest/userguide/custom-model-fine-tuning.html"
+CUSTOMIZABLE_MODELS: dict[str, CustomizableModel] = {
+    m.model_id: m
+    for m in [
+        CustomizableModel(
+            model_id="amazon.nova-micro-v1:0:128k",
+            roles=("student", "fine-tune"),
+            regions=("us-east-1",),
+            source=f"{_NOVA_ROLES}; {_FINE_TUNING}",
+        ),
+        CustomizableModel(
+            model_id="amazon.nova-lite-v1:0:300k",
+            roles=("student", "fine-tune"),
+            regions=("us-east-1",),
+            source=f"{_NOVA_ROLES}; {_FINE_TUNING}",
+        ),
+        CustomizableModel(
+            model_id="amazon.nova-pro-v1:0:300k",
+            roles=("student", "teacher", "fine-tune"),
+            regions=("us-east-1",),
+            source=f"{_NOVA_ROLES}; {_FINE_TUNING}",
+        ),
+        CustomizableModel(
+            model_id="amazon.nova-premier-v1:0:1000k",
+            roles=("teacher",),
+            regions=("us-east-1",),
+            source=_NOVA_ROLES,
+        ),
+        CustomizableModel(
+            # Nova 2: fine-tuning listed (us-east-1); distillation roles and the on-demand
+            # price are not in the docs we hold, so it is unpriced until price_overrides say.
+            model_id="amazon.nova-2-lite-v1:0:256k",
+            roles=("fine-tune",),
+            regions=("us-east-1",),
+            source=_FINE_TUNING,
+        ),
+    ]
+}
+"""Regions listed are the single-Region fine-tuning support of the fine-tuning page; distillation
+Regions are not listed there (check the user guide)."""
 
 
 class BackendLimits(BaseModel):

@@ -80,6 +80,8 @@ class ChampionRecord(BaseModel):
     triggered_by: str = "manual"
     training_data: str | None = None  # storage path of the training JSONL (drift monitoring)
     cascade: CascadePolicy | None = None  # when to ask the teacher instead (None: never chosen)
+    training_mode: str = "fine-tune-labelled"  # how it learned (training_modes.TrainingMode)
+    prompt: Literal["student", "teacher"] = "student"  # the prompt it is called with
 
 
 class _Pointer(ChampionRecord):

@@ -72,6 +72,9 @@ class RunSummary(BaseModel):
     backend: str
     flow_run_id: str | None
     dataset: DatasetSummary
+    training_mode: str = Field(
+        default="fine-tune-labelled", description="How the student learned (training_mode)."
+    )
     traffic: TrafficSummary | None = None
     golden: dict[str, Any] | None = Field(
         default=None, description="The golden set used: source, version, queries."
@@ -169,7 +172,8 @@ def render_text(summary: RunSummary) -> str:
     exact = sum(d.exact_dropped.values())
     near = sum(d.near_dropped.values())
     lines = [
-        f"Router '{summary.router}' (taxonomy {summary.taxonomy}, backend {summary.backend})",
+        f"Router '{summary.router}' (taxonomy {summary.taxonomy}, backend {summary.backend}, "
+        f"training {summary.training_mode})",
         "",
         "Dataset",
         f"  generated     {d.generated_train:,} train candidates, {d.generated_holdout:,} holdout "

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.dataset import LabelledQuery, content_hash, render_jsonl, training_record
 from intent_router.evaluation import TRAFFIC
 from intent_router.pricing import BackendLimits
-from intent_router.prompts import student_system_prompt
+from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.report import DatasetSummary
 from intent_router.taxonomy import Taxonomy
+from intent_router.training_modes import TrainingMode
 from tasks.generate import BatchOutput
 from tasks.runtime import Runtime
 
@@ -137,13 +138,21 @@ def merge_and_dedupe(
 
 @task(name="build-datasets")
 def build_datasets(
-    split: SplitOutput, taxonomy: Taxonomy, router: str, limits: BackendLimits, runtime: Runtime
-) -> tuple[DatasetRef, DatasetRef]:
-    """Render bedrock-conversation-2024 JSONL, check Bedrock's rules, store both datasets."""
+    split: SplitOutput,
+    taxonomy: Taxonomy,
+    router: str,
+    limits: BackendLimits,
+    runtime: Runtime,
+    mode: TrainingMode = TrainingMode.FINE_TUNE_LABELLED,
+    examples: dict[str, str] | None = None,
+) -> tuple[DatasetRef | None, DatasetRef]:
+    """Render bedrock-conversation-2024 JSONL, check Bedrock's rules, store the datasets.
+
+    fine-tune-labelled: short student prompt, query, teacher answer. distill-prompts: the full
+    teacher prompt and the quoted query (what the job's teacher answers), with an answer only
+    for the curated `examples`. distill-invocation-logs: no training file (None).
+    """
     logger = get_run_logger()
-    system = student_system_prompt(taxonomy)
-    records = [training_record(r.query, r.teacher_output, system) for r in split.train]
-    train_bytes = render_jsonl(records, limits)
     holdout_bytes = "".join(
         json.dumps(
             {"query": r.query, "reference": r.weights, "cell": r.cell, "vocabulary": r.vocabulary},
@@ -153,18 +162,34 @@ def build_datasets(
         for r in split.holdout
     ).encode()
     store = runtime.store()
-    folder = f"datasets/{router}/{content_hash(train_bytes)[:16]}"
-    refs = []
-    for name, data, count in (
-        ("train", train_bytes, len(records)),
-        ("holdout", holdout_bytes, len(split.holdout)),
-    ):
+    outputs: list[tuple[str, bytes, int]] = []
+    if mode is TrainingMode.FINE_TUNE_LABELLED:
+        system = student_system_prompt(taxonomy)
+        records = [training_record(r.query, r.teacher_output, system) for r in split.train]
+    elif mode is TrainingMode.DISTILL_PROMPTS:
+        system = teacher_prompt(taxonomy)
+        answers = examples or {}
+        records = [
+            training_record(teacher_user_message(r.query), answers.get(r.query), system)
+            for r in split.train
+        ]
+    else:
+        records = []
+    if records:
+        train_bytes = render_jsonl(records, limits)
+        folder = f"datasets/{router}/{content_hash(train_bytes)[:16]}"
+        outputs.append(("train", train_bytes, len(records)))
+    else:
+        folder = f"datasets/{router}/holdout-{content_hash(holdout_bytes)[:16]}"
+    outputs.append(("holdout", holdout_bytes, len(split.holdout)))
+    refs: dict[str, DatasetRef] = {}
+    for name, data, count in outputs:
         sha = content_hash(data)
         path = f"{folder}/{name}.jsonl"
         uri = store.write(path, data)
-        refs.append(DatasetRef(path=path, uri=uri, sha256=sha, records=count, bytes=len(data)))
+        refs[name] = DatasetRef(path=path, uri=uri, sha256=sha, records=count, bytes=len(data))
         logger.info("stored %s dataset: %d records, %d bytes at %s", name, count, len(data), uri)
-    return refs[0], refs[1]
+    return refs.get("train"), refs["holdout"]
 
 
 def summarise_dataset(

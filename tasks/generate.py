@@ -43,6 +43,7 @@ def generate_batch(
     teacher: TeacherFingerprint,
     code_version: str,
     runtime: Runtime,
+    label: bool = True,
 ) -> BatchOutput:
     """Write the batch's queries and label them with the teacher (cached per batch).
 
@@ -57,6 +58,27 @@ def generate_batch(
         for query in writer.write_cell(quota, exclude=seen):
             seen.add(query.lower())
             planned.append((query, quota.cell.key, quota.cell.difficulty, quota.cell.dominant))
+    if not label:  # prompts only: the customization job's teacher answers them
+        logger.info("batch %s: %d prompts written (not labelled here)", batch.key, len(planned))
+        return BatchOutput(
+            key=batch.key,
+            records=tuple(
+                LabelledQuery(
+                    query=query,
+                    cell=cell,
+                    difficulty=difficulty,
+                    dominant=dominant,
+                    vocabulary=batch.vocabulary,
+                    teacher_output="",
+                    weights={},
+                )
+                for query, cell, difficulty, dominant in planned
+            ),
+            requested=batch.size,
+            written=len(planned),
+            dropped_invalid=0,
+            teacher_calls=0,
+        )
     results = runtime.backend_client().label([p[0] for p in planned], taxonomy)
     records: list[LabelledQuery] = []
     dropped = 0
@@ -95,3 +117,35 @@ def generate_batch(
         dropped_invalid=dropped,
         teacher_calls=len(planned),
     )
+
+
+@task(
+    name="label-examples",
+    cache_policy=(INPUTS - "runtime") + TASK_SOURCE,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
+)
+def label_examples(
+    queries: tuple[str, ...],
+    taxonomy: Taxonomy,
+    teacher: TeacherFingerprint,
+    code_version: str,
+    runtime: Runtime,
+) -> dict[str, str]:
+    """Label the curated examples of a prompts-only training file (cached): only answers that
+    are valid routing JSON summing to 1 become examples."""
+    logger = get_run_logger()
+    examples: dict[str, str] = {}
+    for result in runtime.backend_client().label(list(queries), taxonomy):
+        try:
+            decision = parse_routing_output(result.text or "", taxonomy.signal_names)
+        except RouterOutputError as error:
+            logger.warning(
+                "example %r left as a prompt: teacher answer invalid (%s)", result.query, error
+            )
+            continue
+        examples[result.query] = decision.to_json()
+    logger.info("%d of %d curated examples labelled", len(examples), len(queries))
+    return examples

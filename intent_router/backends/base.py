@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from intent_router.pricing import BackendLimits, ModelPrice
 from intent_router.taxonomy import Taxonomy
+from intent_router.training_modes import TrainingMode
 
 
 class JobState(StrEnum):
@@ -73,6 +74,22 @@ class DistillationRequest(BaseModel):
     dataset_sha256: str
     signals: tuple[str, ...]
     tags: dict[str, str] = Field(default_factory=dict)
+    mode: TrainingMode = Field(
+        default=TrainingMode.FINE_TUNE_LABELLED, description="How the student learns."
+    )
+    response_tokens: int = Field(
+        default=1000, ge=1, description="Token budget of the job's teacher per prompt."
+    )
+    invocation_logs_uri: str | None = Field(
+        default=None, description="distill-invocation-logs: s3:// prefix of the logs."
+    )
+    use_prompt_response: bool = Field(
+        default=False, description="distill-invocation-logs: train on the logged responses."
+    )
+    request_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="distill-invocation-logs: only logged requests with these metadata pairs.",
+    )
 
 
 class ModelTarget(BaseModel):
@@ -128,6 +145,8 @@ class Backend(Protocol):
     name: str
     limits: BackendLimits
     paid: bool  # calls cost money: the flow estimates cost and checks the budget first
+    default_training_mode: TrainingMode  # what training_mode 'auto' means here
+    training_modes: frozenset[TrainingMode]  # the modes this backend can run
 
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
         """Have the teacher route each query (raw model text, validated by the caller)."""
@@ -165,8 +184,10 @@ class Backend(Protocol):
     def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:
         """The baseline models this backend can evaluate (teacher, base student, ...)."""
 
-    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
-        """A target that invokes a deployed custom model."""
+    def target_for_deployment(
+        self, deployment_id: str, role: str, name: str, prompt: str = "student"
+    ) -> ModelTarget:
+        """A target that invokes a deployed custom model with the prompt it was trained on."""
 
     def artifact_uri(self, model_id: str) -> str | None:
         """Where the trained model lives (a URI or ARN), for reports and links."""
@@ -175,4 +196,10 @@ class Backend(Protocol):
         """The per-token price used for a model (the price table plus any overrides)."""
 
     def training_price_per_1k(self) -> float | None:
-        """Distillation training price per 1K tokens, when known."""
+        """Customization training price per 1K tokens, when known."""
+
+    def storage_price_per_model_month(self) -> float | None:
+        """Monthly storage price of one trained model, when known."""
+
+    def training_epochs(self) -> int:
+        """Epochs a training job runs (or, where the service chooses, is assumed to run)."""

@@ -39,12 +39,14 @@ from intent_router.errors import (
     ModelArtifactError,
     RouterOutputError,
     TransientBackendError,
+    UserInputError,
 )
 from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.schema import parse_routing_output
 from intent_router.storage import ObjectStore
 from intent_router.taxonomy import Taxonomy
+from intent_router.training_modes import TrainingMode
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +97,12 @@ class BedrockSettings(BaseModel):
         description="Extra baselines, display name -> model id (e.g. a Claude Haiku id); "
         "invoked with the full teacher prompt.",
     )
-    max_teacher_response_tokens: int = Field(
-        default=1000,
+    max_teacher_response_tokens: int | None = Field(
+        default=None,
         ge=1,
         le=4096,
-        description="maxResponseLengthForInference of the distillation job's teacher.",
+        description="maxResponseLengthForInference of the distillation job's teacher (default: "
+        "sized to the routing JSON of the taxonomy).",
     )
     label_max_tokens: int = Field(
         default=200, ge=50, le=2000, description="maxTokens for each teacher labelling call."
@@ -122,11 +125,31 @@ class BedrockSettings(BaseModel):
         default_factory=dict,
         description="Model id -> (USD per 1K input tokens, USD per 1K output tokens).",
     )
+    # training
     training_usd_per_1k_tokens: float | None = Field(
         default=None,
         ge=0,
-        description="Distillation training price per 1K tokens (not in the price table; set it "
-        "from the Bedrock pricing page to include training in the budget check).",
+        description="Customization training price per 1K training tokens (not in the price "
+        "table; set it from the Bedrock pricing page, or budgeted runs need allow_unpriced).",
+    )
+    storage_usd_per_model_month: float | None = Field(
+        default=None,
+        ge=0,
+        description="Monthly storage price of one custom model (Bedrock pricing page; unset: "
+        "unpriced).",
+    )
+    epochs: int = Field(
+        default=2,
+        ge=1,
+        le=5,
+        description="Training epochs: the FINE_TUNING job's epochCount, and the epochs the "
+        "estimate assumes for a distillation job (the service chooses them there).",
+    )
+    learning_rate: float = Field(
+        default=1e-5, ge=1e-6, le=1e-4, description="FINE_TUNING learningRate (Nova: 1e-6 to 1e-4)."
+    )
+    learning_rate_warmup_steps: int = Field(
+        default=10, ge=0, le=100, description="FINE_TUNING learningRateWarmupSteps (Nova: 0-100)."
     )
 
     @field_validator("role_arn", mode="before")
@@ -161,12 +184,23 @@ def _transient(error: ClientError) -> TransientBackendError:
     return TransientBackendError(f"{_code(error)}: {message}")
 
 
+def metadata_filters(pairs: dict[str, str]) -> dict[str, Any]:
+    """requestMetadataFilters for invocation logs: `equals` takes one pair (the service model's
+    RequestMetadataMap has max 1), so several pairs become `andAll` (at most 16)."""
+    if len(pairs) > 16:
+        raise UserInputError(f"at most 16 request metadata filters, got {len(pairs)}")
+    equals = [{"equals": {k: v}} for k, v in sorted(pairs.items())]
+    return equals[0] if len(equals) == 1 else {"andAll": equals}
+
+
 class BedrockBackend:
     """Backend on Amazon Bedrock. Thread-safe as long as the boto3 clients are."""
 
     name = "bedrock"
     limits = BEDROCK_NOVA_LIMITS
     paid = True
+    default_training_mode = TrainingMode.DISTILL_PROMPTS
+    training_modes = frozenset(TrainingMode)
 
     def __init__(
         self,
@@ -279,27 +313,52 @@ class BedrockBackend:
 
     # -- distillation ------------------------------------------------------------------------
     def job_request(self, request: DistillationRequest) -> dict[str, Any]:
-        """The complete CreateModelCustomizationJob request for a distillation."""
+        """The complete CreateModelCustomizationJob request for the request's training mode."""
         tags = [{"key": k, "value": v} for k, v in {**self.settings.tags, **request.tags}.items()]
-        return {
+        params: dict[str, Any] = {
             "jobName": request.job_name,
             "customModelName": request.model_name,
             "roleArn": self.settings.role_arn,
             "clientRequestToken": request.token,
             "baseModelIdentifier": self.settings.student_base_model_id,
-            "customizationType": "DISTILLATION",
-            "trainingDataConfig": {"s3Uri": request.training_uri},
             "outputDataConfig": {"s3Uri": self.store.uri(request.output_prefix) + "/"},
-            "customizationConfig": {
-                "distillationConfig": {
-                    "teacherModelConfig": {
-                        "teacherModelIdentifier": self.settings.teacher_model_id,
-                        "maxResponseLengthForInference": self.settings.max_teacher_response_tokens,
-                    }
-                }
-            },
             "jobTags": tags,
             "customModelTags": tags,
+        }
+        if request.mode is TrainingMode.FINE_TUNE_LABELLED:
+            s = self.settings
+            return {
+                **params,
+                "customizationType": "FINE_TUNING",
+                "trainingDataConfig": {"s3Uri": request.training_uri},
+                "hyperParameters": {
+                    "epochCount": str(s.epochs),
+                    "learningRate": f"{s.learning_rate:g}",
+                    "learningRateWarmupSteps": str(s.learning_rate_warmup_steps),
+                },
+            }
+        teacher = {
+            "teacherModelIdentifier": self.settings.teacher_model_id,
+            "maxResponseLengthForInference": self.settings.max_teacher_response_tokens
+            or request.response_tokens,
+        }
+        if request.mode is TrainingMode.DISTILL_INVOCATION_LOGS:
+            if not request.invocation_logs_uri:
+                raise UserInputError("distill-invocation-logs needs the invocation logs' s3:// URI")
+            logs: dict[str, Any] = {
+                "usePromptResponse": request.use_prompt_response,
+                "invocationLogSource": {"s3Uri": request.invocation_logs_uri},
+            }
+            if request.request_metadata:
+                logs["requestMetadataFilters"] = metadata_filters(request.request_metadata)
+            data: dict[str, Any] = {"invocationLogsConfig": logs}
+        else:
+            data = {"s3Uri": request.training_uri}
+        return {
+            **params,
+            "customizationType": "DISTILLATION",
+            "trainingDataConfig": data,
+            "customizationConfig": {"distillationConfig": {"teacherModelConfig": teacher}},
         }
 
     def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
@@ -487,12 +546,14 @@ class BedrockBackend:
         ]
         return targets
 
-    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
+    def target_for_deployment(
+        self, deployment_id: str, role: str, name: str, prompt: str = "student"
+    ) -> ModelTarget:
         return ModelTarget(
             name=name,
             role=role,
             ref=deployment_id,
-            prompt="student",
+            prompt=prompt,
             priced_as=self.settings.student_invoke_model_id,
         )
 
@@ -501,6 +562,12 @@ class BedrockBackend:
 
     def training_price_per_1k(self) -> float | None:
         return self.settings.training_usd_per_1k_tokens
+
+    def storage_price_per_model_month(self) -> float | None:
+        return self.settings.storage_usd_per_model_month
+
+    def training_epochs(self) -> int:
+        return self.settings.epochs
 
     def price_for(self, model_id: str) -> ModelPrice:
         if model_id in self.settings.price_overrides:

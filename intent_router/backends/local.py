@@ -37,12 +37,18 @@ from intent_router.errors import (
     UserInputError,
 )
 from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, price_for
-from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
+from intent_router.prompts import (
+    extract_quoted_query,
+    student_system_prompt,
+    teacher_prompt,
+    teacher_user_message,
+)
 from intent_router.schema import RoutingDecision, parse_routing_output
 from intent_router.storage import ObjectStore
 from intent_router.student import HashedNgramStudent, taxonomy_phrases
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
+from intent_router.training_modes import TrainingMode
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +99,10 @@ class LocalBackend:
     name = "local"
     limits = LOCAL_LIMITS
     paid = False
+    default_training_mode = TrainingMode.FINE_TUNE_LABELLED
+    # distill-prompts: the local "job" has the local teacher answer the prompts, as Bedrock's
+    # job has its teacher answer them. Invocation logs are a Bedrock feature.
+    training_modes = frozenset({TrainingMode.FINE_TUNE_LABELLED, TrainingMode.DISTILL_PROMPTS})
 
     def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 300) -> None:
         self.store = store
@@ -157,9 +167,14 @@ class LocalBackend:
             )
         details.update(validationDetails="Completed", dataProcessingDetails="InProgress")
         queries, labels = [], []
+        teacher = teacher_for(taxonomy)
         for record in records:
-            query = record["messages"][0]["content"][0]["text"]
-            answer = record["messages"][1]["content"][0]["text"]
+            user = record["messages"][0]["content"][0]["text"]
+            query = extract_quoted_query(user) or user
+            if len(record["messages"]) > 1:
+                answer = record["messages"][1]["content"][0]["text"]
+            else:  # a prompt only: the job's teacher answers it (as Bedrock's does)
+                answer = teacher.label_json(query)
             try:
                 decision = parse_routing_output(answer, request.signals)
             except RouterOutputError as error:
@@ -344,16 +359,24 @@ class LocalBackend:
         return price_for(model_id)
 
     def training_price_per_1k(self) -> float | None:
-        return None
+        return 0.0  # trains on this machine
+
+    def storage_price_per_model_month(self) -> float | None:
+        return 0.0  # a file in local storage
+
+    def training_epochs(self) -> int:
+        return 1  # the local trainer fits once (L-BFGS), it has no epochs
 
     def artifact_uri(self, model_id: str) -> str | None:
         return self.store.uri(self.artifact_path(model_id))
 
-    def target_for_deployment(self, deployment_id: str, role: str, name: str) -> ModelTarget:
+    def target_for_deployment(
+        self, deployment_id: str, role: str, name: str, prompt: str = "student"
+    ) -> ModelTarget:
         return ModelTarget(
             name=name,
             role=role,
             ref=f"deployment:{deployment_id}",
-            prompt="student",
+            prompt=prompt,
             priced_as=STUDENT_PRICED_AS,
         )

@@ -7,6 +7,7 @@ machine (InProgress -> Completed | Failed, Creating -> Active | Failed).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from blocks.bedrock import CONVERSE_LIMIT
 from flows.distill import distill_router
 from intent_router.errors import DeploymentFailed, DistillationJobFailed, UserInputError
 from intent_router.params import DistillParams
+from intent_router.prompts import extract_quoted_query, teacher_prompt
 from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy
 from intent_router.teacher import ReferenceTeacher
+from intent_router.training_modes import teacher_response_tokens
 from tasks.runtime import Runtime
 from tests.support.aws import bedrock_on_moto
 from tests.support.aws import s3_keys as bucket_keys
@@ -74,31 +77,98 @@ def s3_keys() -> list[str]:
     return bucket_keys(BUCKET)
 
 
-def test_bedrock_run_promotes_with_valid_requests(aws: FakeBedrock) -> None:
+def teacher_labelled(aws: FakeBedrock) -> list[str]:
+    """The queries the pipeline paid the teacher to label (Converse with the teacher prompt)."""
+    return [
+        extract_quoted_query(c["messages"][0]["content"][0]["text"]) or ""
+        for c in aws.calls_to("converse")
+        if c["modelId"] == "us.amazon.nova-premier-v1:0" and "temperature" in c["inferenceConfig"]
+    ]
+
+
+def training_records(aws: FakeBedrock) -> list[dict[str, Any]]:
+    job = aws.calls_to("create_model_customization_job")[-1]
+    assert aws.read_object is not None
+    data = aws.read_object(job["trainingDataConfig"]["s3Uri"])
+    assert data is not None
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_bedrock_run_distils_from_prompts_and_pays_the_teacher_once(aws: FakeBedrock) -> None:
     summary = distill_router(**PARAMS)
 
     assert summary.outcome == "promoted"
-    assert summary.backend == "bedrock"
+    assert summary.backend == "bedrock" and summary.training_mode == "distill-prompts"
     assert len(aws.jobs) == 1 and len(aws.deployments) == 1
     job = aws.calls_to("create_model_customization_job")[0]
     assert job["customizationType"] == "DISTILLATION"
     assert job["baseModelIdentifier"] == "amazon.nova-micro-v1:0:128k"
     teacher_config = job["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
     assert teacher_config["teacherModelIdentifier"] == "us.amazon.nova-premier-v1:0"
+    assert teacher_config["maxResponseLengthForInference"] == teacher_response_tokens(
+        builtin_taxonomy()
+    )
     assert job["trainingDataConfig"]["s3Uri"].startswith(f"s3://{BUCKET}/runs/datasets/default/")
-    assert any(key.endswith("/train.jsonl") for key in s3_keys())
-    labelling = [c for c in aws.calls_to("converse") if "temperature" in c["inferenceConfig"]]
-    assert labelling and all(c["modelId"] == "us.amazon.nova-premier-v1:0" for c in labelling)
-    assert all(c["inferenceConfig"]["maxTokens"] == 200 for c in labelling)
+    # The training file: the full teacher prompt and the quoted query; answers only for the
+    # ten curated examples.
+    records = training_records(aws)
+    assert len(records) == PARAMS["train_count"]
+    assert all(r["system"][0]["text"] == teacher_prompt(builtin_taxonomy()) for r in records)
+    answered = [r for r in records if len(r["messages"]) == 2]
+    assert len(answered) == 10
+    prompts = {
+        extract_quoted_query(r["messages"][0]["content"][0]["text"])
+        for r in records
+        if len(r["messages"]) == 1
+    }
+    # The pipeline paid the teacher for no training prompt: only the examples and the holdout.
+    labelled = teacher_labelled(aws)
+    assert not prompts & set(labelled)
+    assert len(labelled) == 10 + summary.dataset.generated_holdout
+    # The job's teacher answered the prompts (and only those) inside the job.
+    usage = aws.teacher_in_job[next(iter(aws.jobs))]
+    assert (usage.prompts, usage.examples, usage.truncated) == (len(prompts), 10, 0)
+    # The candidate is called as it was trained: teacher prompt, quoted query.
+    deployment_calls = [
+        c for c in aws.calls_to("converse") if "custom-model-deployment" in c["modelId"]
+    ]
+    assert deployment_calls and all(
+        c["system"][0]["text"] == teacher_prompt(builtin_taxonomy()) for c in deployment_calls
+    )
+    store = Runtime(backend=PARAMS["backend"], storage_block="s3-bucket/test").store()
+    champion = ChampionRegistry(store, "default").current()
+    assert champion is not None and champion.deployment_id in aws.deployments
+    assert (champion.training_mode, champion.prompt) == ("distill-prompts", "teacher")
+
+
+def test_fine_tune_labelled_trains_on_the_pipelines_labels(aws: FakeBedrock) -> None:
+    summary = distill_router(**{**PARAMS, "training_mode": "fine-tune-labelled", "seed": 11})
+
+    assert summary.outcome == "promoted" and summary.training_mode == "fine-tune-labelled"
+    job = aws.calls_to("create_model_customization_job")[0]
+    assert job["customizationType"] == "FINE_TUNING" and "customizationConfig" not in job
+    assert job["hyperParameters"] == {
+        "epochCount": "2",
+        "learningRate": "1e-05",
+        "learningRateWarmupSteps": "10",
+    }
+    records = training_records(aws)
+    assert all(len(r["messages"]) == 2 for r in records)  # every record carries its label
+    assert all(r["system"][0]["text"].startswith("Return JSON with") for r in records)
+    assert aws.teacher_in_job == {}  # no second teacher bill
+    assert len(teacher_labelled(aws)) == summary.dataset.teacher_calls
     deployment_calls = [
         c for c in aws.calls_to("converse") if "custom-model-deployment" in c["modelId"]
     ]
     assert deployment_calls and all(
         c["system"][0]["text"].startswith("Return JSON with") for c in deployment_calls
     )
-    store = Runtime(backend=PARAMS["backend"], storage_block="s3-bucket/test").store()
-    champion = ChampionRegistry(store, "default").current()
-    assert champion is not None and champion.deployment_id in aws.deployments
+
+
+def test_invocation_log_mode_without_logs_stops_before_any_call(aws: FakeBedrock) -> None:
+    with pytest.raises(UserInputError, match="needs the router's invocation logs"):
+        distill_router(**{**PARAMS, "training_mode": "distill-invocation-logs"})
+    assert aws.calls == []
 
 
 def test_rerun_after_a_crash_while_waiting_reuses_the_job(
@@ -164,8 +234,12 @@ def test_throttling_storm_is_absorbed(aws: FakeBedrock) -> None:
 
 
 def test_budget_stops_the_run_before_any_paid_call(aws: FakeBedrock) -> None:
+    # Training and storage have no price in the table: a budget cannot be checked...
+    with pytest.raises(UserInputError, match="no price for student training"):
+        distill_router(**{**PARAMS, "seed": 10, "budget_usd": 100.0})
+    # ...unless the user accepts unpriced lines; then the priced ones exceed this budget.
     with pytest.raises(UserInputError, match="exceeds the budget"):
-        distill_router(**{**PARAMS, "seed": 10, "budget_usd": 0.01})
+        distill_router(**{**PARAMS, "seed": 10, "budget_usd": 0.01, "allow_unpriced": True})
     assert aws.calls_to("converse") == []
     assert aws.jobs == {}
 
@@ -208,9 +282,11 @@ def test_backend_bucket_is_the_default_store(aws: FakeBedrock) -> None:
     assert any(key.startswith("runs/routers/default/") for key in s3_keys())
 
 
-def test_invocation_logs_on_s3_are_traffic_labelled_by_the_teacher(aws: FakeBedrock) -> None:
+def test_invocation_logs_are_traffic_and_the_jobs_training_data(aws: FakeBedrock) -> None:
     """Bedrock's model-invocation logs (JSON records, gzipped, under AWSLogs/) as traffic: the
-    user text of the production router's Converse calls, filtered by model id and metadata."""
+    user text of the production router's Converse calls, filtered by model id and metadata.
+    In distill-invocation-logs the job distils from the same logs; the pipeline labels only the
+    traffic it evaluates on and writes no training file."""
     import gzip
     import json
 
@@ -254,16 +330,23 @@ def test_invocation_logs_on_s3_are_traffic_labelled_by_the_teacher(aws: FakeBedr
             "traffic_model_id": "custom-model-deployment/router-prod",
             "traffic_request_metadata": {"app": "search"},
             "traffic_holdout_share": 0.2,
+            "training_mode": "distill-invocation-logs",
         }
     )
     assert summary.traffic is not None
     assert summary.traffic.read == len(queries)
-    assert summary.traffic.teacher_calls == len(queries)
-    labelled = [
-        c["messages"][0]["content"][0]["text"]
-        for c in aws.calls_to("converse")
-        if c["modelId"] == "us.amazon.nova-premier-v1:0" and "temperature" in c["inferenceConfig"]
-    ]
-    # The teacher got each logged query, quoted as data.
-    assert all(any(json.dumps(q) in text for text in labelled) for q in queries)
-    assert not any("not ours" in text or "other app" in text for text in labelled)
+    assert (summary.traffic.train, summary.traffic.holdout) == (4, 1)
+    assert summary.traffic.teacher_calls == 1  # only the evaluation slice is labelled here
+    labelled = teacher_labelled(aws)
+    assert len(set(labelled) & set(queries)) == 1
+    assert len(labelled) == summary.dataset.generated_holdout + 1
+    assert not {"not ours", "other app"} & set(labelled)
+    job = aws.calls_to("create_model_customization_job")[0]
+    assert job["trainingDataConfig"] == {
+        "invocationLogsConfig": {
+            "usePromptResponse": False,
+            "invocationLogSource": {"s3Uri": f"s3://{BUCKET}/AWSLogs/"},
+            "requestMetadataFilters": {"equals": {"app": "search"}},
+        }
+    }
+    assert not any(key.endswith("/train.jsonl") for key in s3_keys())

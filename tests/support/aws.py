@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
 import pytest
@@ -40,7 +41,18 @@ def bedrock_on_moto(
         monkeypatch.setattr(
             BedrockDistillationBackend, "clients", lambda self: (fake.control, fake.runtime)
         )
+        fake.read_object = lambda uri: read_s3_object(s3, uri)
         yield block
+
+
+def read_s3_object(s3: Any, uri: str) -> bytes | None:
+    """The object at an s3:// URI, or None when it does not exist."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return body
 
 
 def s3_keys(bucket: str) -> list[str]:

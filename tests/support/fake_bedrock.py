@@ -200,6 +200,17 @@ class FakeJob:
 
 
 @dataclass
+class TeacherUsage:
+    """What a distillation job's teacher answered inside the job."""
+
+    prompts: int = 0
+    examples: int = 0  # records that came with an answer: used as given
+    input_tokens: int = 0
+    output_tokens: int = 0
+    truncated: int = 0  # answers cut at maxResponseLengthForInference
+
+
+@dataclass
 class FakeCustomModel:
     arn: str
     name: str
@@ -352,6 +363,9 @@ class FakeBedrock:
         self.models: dict[str, FakeCustomModel] = {}
         self.deployments: dict[str, FakeDeployment] = {}
         self.deleted_deployments: dict[str, FakeDeployment] = {}
+        self.teacher_in_job: dict[str, TeacherUsage] = {}
+        self.read_object: Callable[[str], bytes | None] | None = None
+        """Reads an s3:// URI (tests wire it to moto), so a job can read its training file."""
         self._job_tokens: dict[str, str] = {}
         self._deployment_tokens: dict[str, str] = {}
         self._injected: dict[str, list[tuple[str, str]]] = {}
@@ -522,6 +536,13 @@ class FakeBedrock:
             )
         if customization == "DISTILLATION":
             self._check_teacher(request)
+        elif "customizationConfig" in request:
+            raise FakeBedrockError(
+                "ValidationException",
+                f"customizationConfig is not valid for a {customization} job.",
+            )
+        if customization == "FINE_TUNING":
+            self._check_fine_tuning(request.get("hyperParameters", {}))
         training = request["trainingDataConfig"]
         if "s3Uri" not in training and "invocationLogsConfig" not in training:
             raise FakeBedrockError(
@@ -543,6 +564,30 @@ class FakeBedrock:
         if self.job_polls_to_finish <= 0:
             self._finish_job(job)
         return {"jobArn": arn}
+
+    @staticmethod
+    def _check_fine_tuning(hyper: Mapping[str, str]) -> None:
+        """Nova's hyper-parameters and ranges (bedrock/latest/userguide/cm-hp-nova-mm.html)."""
+        ranges = {
+            "epochCount": (1, 5),
+            "learningRate": (1e-6, 1e-4),
+            "learningRateWarmupSteps": (0, 100),
+        }
+        for key, value in hyper.items():
+            if key not in ranges:
+                raise FakeBedrockError("ValidationException", f"Unknown hyperparameter {key}.")
+            low, high = ranges[key]
+            try:
+                number = float(value)
+            except ValueError:
+                raise FakeBedrockError(
+                    "ValidationException", f"Hyperparameter {key}={value!r} is not a number."
+                ) from None
+            if not low <= number <= high:
+                raise FakeBedrockError(
+                    "ValidationException",
+                    f"Hyperparameter {key}={value} is outside [{low}, {high}].",
+                )
 
     def _check_teacher(self, request: dict[str, Any]) -> None:
         config = request.get("customizationConfig", {}).get("distillationConfig")
@@ -600,6 +645,7 @@ class FakeBedrock:
             return
         job.status = "Completed"
         job.stages = dict.fromkeys(JOB_STAGES, "Completed")
+        self._bill_teacher_in_job(job)
         model_arn = self._arn(f"custom-model/{job.base_model_id}/{suffix_for(job.token, 'model:')}")
         job.output_model_arn = model_arn
         model = FakeCustomModel(
@@ -608,6 +654,39 @@ class FakeBedrock:
         if self.model_polls_to_active <= 0:
             model.status = "Active"
         self.models[model_arn] = model
+
+    # -- teacher inference inside a distillation job ------------------------------------------
+
+    def _bill_teacher_in_job(self, job: FakeJob) -> None:
+        """A DISTILLATION job invokes its teacher for every training prompt without an answer
+        (the service generates the responses; given ones are examples). Counted per job in
+        `teacher_in_job` so tests can see what the job's teacher is billed."""
+        request = job.request
+        if request.get("customizationType") != "DISTILLATION":
+            return
+        uri = request["trainingDataConfig"].get("s3Uri")
+        data = self.read_object(uri) if uri and self.read_object else None
+        if data is None:
+            return
+        config = request["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+        cap = config.get("maxResponseLengthForInference", 1000)
+        teacher = config["teacherModelIdentifier"]
+        usage = TeacherUsage()
+        for line in data.decode().splitlines():
+            record = json.loads(line)
+            messages = record["messages"]
+            if len(messages) > 1:
+                usage.examples += 1
+                continue
+            system = "\n".join(b["text"] for b in record.get("system", []))
+            user = _text_of(messages[0])
+            quoted = extract_quoted_query(user)
+            answer = self.responder(teacher, system, user if quoted is None else quoted)
+            usage.prompts += 1
+            usage.input_tokens += token_count(system + user)
+            usage.output_tokens += min(cap, token_count(answer))
+            usage.truncated += token_count(answer) > cap
+        self.teacher_in_job[job.arn] = usage
 
     def _status_details(self, job: FakeJob) -> dict[str, Any]:
         modified = job.modified or job.created
