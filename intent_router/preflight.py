@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from intent_router.backends.base import Backend
 from intent_router.errors import UserInputError
-from intent_router.params import DistillParams
+from intent_router.params import DistillParams, MonitorParams
 from intent_router.planning import plan_generation
 from intent_router.pricing import (
     BATCH_DISCOUNT,
@@ -29,7 +30,7 @@ from intent_router.storage import ObjectStore, check_writable
 from intent_router.synthesis import QueryWriter
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
-from intent_router.training_modes import TrainingMode
+from intent_router.training_modes import TrainingMode, teacher_response_tokens
 
 
 class CostLine(BaseModel):
@@ -384,3 +385,34 @@ def check_run_state(store: ObjectStore, router: str, check_model: Callable[[str]
     champion = registry.current()
     if champion is not None:
         check_model(champion.model_id)
+
+
+def cost_inputs(backend: Backend, taxonomy: Taxonomy, mode: TrainingMode) -> dict[str, Any]:
+    """The backend's side of a cost estimate: models, prices and training settings."""
+    targets = backend.baselines(taxonomy)
+    teacher = next(t for t in targets if t.role == "teacher")
+    candidate = backend.target_for_deployment(
+        "preflight", "candidate", "candidate", mode.student_prompt
+    )
+
+    def price_of(model_id: str) -> ModelPrice | None:
+        try:
+            return backend.price_for(model_id)
+        except KeyError:
+            return None
+
+    return {
+        "mode": mode,
+        "teacher_model_id": teacher.priced_as,
+        "evaluated_models": {t.name: t.priced_as for t in [candidate, *targets]},
+        "price_of": price_of,
+        "training_usd_per_1k_tokens": backend.training_price_per_1k(),
+        "storage_usd_per_model_month": backend.storage_price_per_model_month(),
+        "epochs": backend.training_epochs(),
+        "response_tokens": teacher_response_tokens(taxonomy),
+        "monitor_sample": MONITOR_SAMPLE if backend.paid else None,
+    }
+
+
+MONITOR_SAMPLE: int = MonitorParams.model_fields["sample_size"].default
+"""The drift monitor's default sample per check (MonitorParams.sample_size)."""

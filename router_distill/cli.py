@@ -82,6 +82,22 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop before the first paid call if the estimate exceeds this",
     )
     run.add_argument(
+        "--training-mode",
+        choices=["auto", "distill-prompts", "distill-invocation-logs", "fine-tune-labelled"],
+        help="how the student learns (default auto: Bedrock distill-prompts, local "
+        "fine-tune-labelled)",
+    )
+    run.add_argument(
+        "--invocation-logs",
+        help="distill-invocation-logs: s3:// prefix of the router's model-invocation logs",
+    )
+    run.add_argument(
+        "--allow-unpriced",
+        action="store_const",
+        const=True,
+        help="let a budgeted run start although some cost lines have no price",
+    )
+    run.add_argument(
         "--dry-run",
         action="store_true",
         help="print the request plan and cost estimate; call nothing",
@@ -212,6 +228,9 @@ RUN_FLAGS = (
     "golden",
     "require_golden",
     "seed_policy",
+    "training_mode",
+    "invocation_logs",
+    "allow_unpriced",
 )
 """`run` flags that are DistillParams fields (same name); given explicitly, they win."""
 
@@ -419,25 +438,28 @@ def _bedrock_settings(role_arn: str, region: str) -> Any:
 def _dry_run(args: argparse.Namespace, params: Any) -> int:
     """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
 
-    from intent_router.backends.bedrock_plan import request_plan
+    from intent_router.backends.bedrock_plan import compare_modes, plan_estimate, request_plan
     from intent_router.dataset import check_record_count
     from intent_router.errors import UserInputError
-    from intent_router.preflight import check_budget, estimate_cost, format_estimate
+    from intent_router.preflight import check_budget, format_estimate
     from intent_router.pricing import BEDROCK_NOVA_LIMITS
     from intent_router.report import format_table
     from intent_router.taxonomy import resolve_taxonomy
+    from intent_router.training_modes import TrainingMode, resolve_training_mode
 
     taxonomy = params.taxonomy_definition or resolve_taxonomy(params.taxonomy)
+    mode = resolve_training_mode(params.training_mode, TrainingMode.DISTILL_PROMPTS)
     placeholder = "arn:aws:iam::123456789012:role/router-distill-bedrock"
     role = args.role_arn or os.environ.get("ROUTER_DISTILL_ROLE_ARN") or placeholder
     bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
     region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
     settings = _bedrock_settings(role, region)
     check_record_count(params.train_count, BEDROCK_NOVA_LIMITS)
-    plan = request_plan(params, taxonomy, settings, bucket)
+    plan = request_plan(params, taxonomy, settings, bucket, mode=mode)
     print(
         f"Dry run: Bedrock request plan for router '{params.router_name or taxonomy.name}' "
-        f"({params.train_count:,} training examples). Nothing is called."
+        f"({params.train_count:,} training examples, training mode {mode.value}). "
+        "Nothing is called."
     )
     if role == placeholder or bucket == "your-router-bucket":
         print(
@@ -450,24 +472,18 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
         invalid += bool(item.violations)
         print(f"\n{item.service} {item.operation} x {item.count}\n  {item.purpose} [{status}]")
         print("  example: " + json.dumps(item.example, ensure_ascii=False)[:4000])
-    estimate = estimate_cost(
-        params,
-        taxonomy,
-        teacher_model_id=settings.teacher_model_id,
-        evaluated_models={
-            "candidate": settings.student_invoke_model_id,
-            "teacher": settings.teacher_model_id,
-            "base student": settings.student_invoke_model_id,
-        },
-    )
-    print("\nCost estimate (USD, on-demand prices from intent_router/pricing.py)")
+    estimates = {m: plan_estimate(params, taxonomy, settings, m) for m in TrainingMode}
+    estimate = estimates[mode]
+    print(f"\nCost estimate for {mode.value} (USD, prices from intent_router/pricing.py)")
     print(format_table(format_estimate(estimate)))
     print(
-        f"Total (priced items): ${estimate.known_usd:,.2f}"
+        f"Total this run (priced lines): ${estimate.known_usd:,.2f}"
         + (f"; not priced: {', '.join(estimate.unpriced)}" if estimate.unpriced else "")
     )
+    print("\nThe same run in each training mode (USD)")
+    print(format_table(compare_modes(estimates)))
     try:
-        check_budget(estimate, params.budget_usd)
+        check_budget(estimate, params.budget_usd, params.allow_unpriced)
     except UserInputError as error:
         _error(str(error))
         return EXIT_USAGE

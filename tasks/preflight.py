@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
-from intent_router.backends.base import Backend
-from intent_router.params import DistillParams, MonitorParams
+from intent_router.params import DistillParams
 from intent_router.preflight import (
     CostEstimate,
     check_budget,
     check_run_state,
+    cost_inputs,
     estimate_cost,
     format_estimate,
 )
-from intent_router.pricing import ModelPrice
 from intent_router.report import artifact_key
 from intent_router.taxonomy import Taxonomy
-from intent_router.training_modes import TrainingMode, teacher_response_tokens
+from intent_router.training_modes import TrainingMode
 from tasks.runtime import Runtime
 
 
@@ -72,33 +69,3 @@ def preflight(
     )
     check_budget(estimate, params.budget_usd, params.allow_unpriced)
     return estimate
-
-
-def cost_inputs(backend: Backend, taxonomy: Taxonomy, mode: TrainingMode) -> dict[str, Any]:
-    """The backend's side of a cost estimate: models, prices and training settings."""
-    targets = backend.baselines(taxonomy)
-    teacher = next(t for t in targets if t.role == "teacher")
-    candidate = backend.target_for_deployment(
-        "preflight", "candidate", "candidate", mode.student_prompt
-    )
-
-    def price_of(model_id: str) -> ModelPrice | None:
-        try:
-            return backend.price_for(model_id)
-        except KeyError:
-            return None
-
-    return {
-        "mode": mode,
-        "teacher_model_id": teacher.priced_as,
-        "evaluated_models": {t.name: t.priced_as for t in [candidate, *targets]},
-        "price_of": price_of,
-        "training_usd_per_1k_tokens": backend.training_price_per_1k(),
-        "storage_usd_per_model_month": backend.storage_price_per_model_month(),
-        "epochs": backend.training_epochs(),
-        "response_tokens": teacher_response_tokens(taxonomy),
-        "monitor_sample": MONITOR_SAMPLE if backend.paid else None,
-    }
-
-
-MONITOR_SAMPLE: int = MonitorParams.model_fields["sample_size"].default

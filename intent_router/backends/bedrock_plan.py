@@ -15,10 +15,15 @@ from intent_router.backends.bedrock_validation import request_violations
 from intent_router.dataset import content_hash, render_jsonl, training_record
 from intent_router.params import DistillParams
 from intent_router.planning import distillation_request, plan_generation
+from intent_router.preflight import CostEstimate, cost_inputs, estimate_cost
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.synthesis import QueryWriter
 from intent_router.taxonomy import Taxonomy
 from intent_router.teacher import ReferenceTeacher
+from intent_router.training_modes import (
+    TrainingMode,
+    teacher_response_tokens,
+)
 
 
 class PlannedRequest(BaseModel):
@@ -56,6 +61,7 @@ def request_plan(
     settings: BedrockSettings,
     bucket: str,
     folder: str = "router-distill",
+    mode: TrainingMode = TrainingMode.DISTILL_PROMPTS,
 ) -> list[PlannedRequest]:
     control, runtime = _clients(settings.region_name)
     store = _UriOnly(bucket, folder)
@@ -76,14 +82,29 @@ def request_plan(
             target = train_queries if batch.split == "train" else eval_queries
             target += writer.write_cell(quota)
     # Stand-in dataset: locally labelled, same shape and about the same size as the real one.
-    system = student_system_prompt(taxonomy)
-    records = [
-        training_record(q, teacher.label_json(q), system)
-        for q in train_queries[: params.train_count]
-    ]
+    train_queries = train_queries[: params.train_count]
+    prompts_only = mode is TrainingMode.DISTILL_PROMPTS
+    examples = set(train_queries[: params.prompt_examples] if prompts_only else [])
+    if mode is TrainingMode.DISTILL_PROMPTS:
+        records = [
+            training_record(
+                teacher_user_message(q),
+                teacher.label_json(q) if q in examples else None,
+                teacher_prompt(taxonomy),
+            )
+            for q in train_queries
+        ]
+    else:
+        system = student_system_prompt(taxonomy)
+        records = [training_record(q, teacher.label_json(q), system) for q in train_queries]
     data = render_jsonl(records, backend.limits)
     sha = content_hash(data)
     train_path = f"datasets/{router}/{sha[:16]}/train.jsonl"
+    logs = (
+        params.invocation_logs or f"s3://{bucket}/AWSLogs/"
+        if mode is TrainingMode.DISTILL_INVOCATION_LOGS
+        else None
+    )
     request: DistillationRequest = distillation_request(
         router=router,
         dataset_sha256=sha,
@@ -93,6 +114,11 @@ def request_plan(
         taxonomy=taxonomy,
         backend_name=backend.name,
         student_config={"backend": params.backend},
+        mode=mode,
+        response_tokens=teacher_response_tokens(taxonomy),
+        invocation_logs_uri=logs,
+        use_prompt_response=params.invocation_logs_use_responses,
+        request_metadata=params.traffic_request_metadata,
     )
     model_arn = (
         f"arn:aws:bedrock:{settings.region_name}:123456789012:custom-model/"
@@ -111,24 +137,40 @@ def request_plan(
         settings.label_max_tokens,
         settings.label_temperature,
     )
+    quoted = mode.student_prompt == "teacher"
     evaluate = BedrockBackend.converse_request(
-        deployment_arn, system, eval_queries[0], settings.inference_max_tokens
+        deployment_arn,
+        teacher_prompt(taxonomy) if quoted else student_system_prompt(taxonomy),
+        teacher_user_message(eval_queries[0]) if quoted else eval_queries[0],
+        settings.inference_max_tokens,
     )
-    generated = len(train_queries) + len(eval_queries)
+    labelled = len(eval_queries) + len(examples)
+    labelled += len(train_queries) if mode.labels_training else 0
+    what = {
+        TrainingMode.FINE_TUNE_LABELLED: "teacher labels every generated query (they train it)",
+        TrainingMode.DISTILL_PROMPTS: f"teacher labels the holdout and {len(examples)} curated "
+        "examples; the job's teacher answers the training prompts",
+        TrainingMode.DISTILL_INVOCATION_LOGS: "teacher labels the holdout; the job distils "
+        "from the invocation logs",
+    }[mode]
     items: list[tuple[Any, str, str, str, dict[str, Any]]] = [
         (
             runtime,
             "Converse",
-            f"{generated:,} (up to {generated * settings.label_attempts:,} "
+            f"{labelled:,} (up to {labelled * settings.label_attempts:,} "
             "with retries of invalid answers)",
-            "teacher labels every generated query",
+            what,
             label,
         ),
         (
             None,
             "s3:PutObject",
-            "2 datasets + task-result and registry objects",
-            f"training JSONL ~{len(data):,} bytes, holdout JSONL",
+            "holdout JSONL + task-result and registry objects"
+            if logs
+            else "2 datasets + task-result and registry objects",
+            "holdout JSONL (no training file: the job reads the logs)"
+            if logs
+            else f"training JSONL ~{len(data):,} bytes ({mode.value}), holdout JSONL",
             {"Bucket": bucket, "Key": f"{folder}/{train_path}", "ContentLength": len(data)},
         ),
         (
@@ -142,7 +184,7 @@ def request_plan(
             control,
             "CreateModelCustomizationJob",
             "0 or 1 (0 when the job already exists)",
-            "the distillation job (idempotent token)",
+            f"the {mode.value} job (idempotent token)",
             backend.job_request(request),
         ),
         (
@@ -201,3 +243,62 @@ def request_plan(
             )
         )
     return out
+
+
+def plan_estimate(
+    params: DistillParams, taxonomy: Taxonomy, settings: BedrockSettings, mode: TrainingMode
+) -> CostEstimate:
+    """The cost estimate a Bedrock run in `mode` would check before its first paid call."""
+    control, runtime = _clients(settings.region_name)
+    backend = BedrockBackend(
+        settings,
+        control=control,
+        runtime=runtime,
+        store=_UriOnly("dry-run", "router-distill"),  # type: ignore[arg-type]
+    )
+    return estimate_cost(params, taxonomy, **cost_inputs(backend, taxonomy, mode))
+
+
+_COST_GROUPS = (
+    ("pipeline labelling", "pipeline labelling"),
+    ("curated examples", "curated examples"),
+    ("teacher inside the job", "teacher inference inside the job"),
+    ("student training", "student training"),
+    ("evaluation", "evaluation:"),
+)
+
+
+def compare_modes(estimates: dict[TrainingMode, CostEstimate]) -> list[dict[str, Any]]:
+    """One row per kind of cost, one column per training mode (USD; '-' for none, 'not priced'
+    for a line without a price)."""
+
+    def cell(estimate: CostEstimate, prefix: str) -> str:
+        lines = [line for line in estimate.lines if line.item.startswith(prefix)]
+        if not lines:
+            return "-"
+        if any(line.usd is None for line in lines):
+            return "not priced"
+        return f"{sum(line.usd or 0.0 for line in lines):,.2f}"
+
+    rows = []
+    for label, prefix in _COST_GROUPS:
+        row: dict[str, Any] = {"cost": label}
+        row.update({mode.value: cell(e, prefix) for mode, e in estimates.items()})
+        rows.append(row)
+    rows.append(
+        {"cost": "pipeline Converse calls for training records"}
+        | {mode.value: f"{e.pipeline_training_labels:,}" for mode, e in estimates.items()}
+    )
+    rows.append(
+        {"cost": "total this run (priced lines)"}
+        | {mode.value: f"{e.known_usd:,.2f}" for mode, e in estimates.items()}
+    )
+    rows.append(
+        {"cost": "custom model storage, per month"}
+        | {mode.value: cell(e, "custom model storage") for mode, e in estimates.items()}
+    )
+    rows.append(
+        {"cost": "drift monitor, per check"}
+        | {mode.value: cell(e, "drift monitor") for mode, e in estimates.items()}
+    )
+    return rows

@@ -44,26 +44,20 @@ def test_dry_run_prints_a_complete_valid_plan_and_calls_nothing(
         assert f" {operation} x " in out, operation
     assert "INVALID" not in out and out.count("[valid]") == 9
     assert '"customizationType": "DISTILLATION"' in out
-    assert "Total (priced items): $" in out
+    assert "Total this run (priced lines): $" in out
+    # The same run in each mode, side by side: distill-prompts pays no training label.
+    table = out[out.index("The same run in each training mode") :]
+    assert "distill-prompts  distill-invocation-logs  fine-tune-labelled" in table
+    row = next(line for line in table.splitlines() if line.startswith("pipeline Converse calls"))
+    assert row.split()[-3:] == ["0", "0", "500"]
     assert not (router_home / "store").exists()  # nothing written, nothing called
 
 
 def test_dry_run_enforces_the_budget(router_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "run",
-            "--backend",
-            "aws",
-            "--dry-run",
-            "--train-count",
-            "500",
-            "--holdout-count",
-            "100",
-            "--budget-usd",
-            "0.01",
-        ]
-    )
-    assert code == 2
+    run = ["run", "--backend", "aws", "--dry-run", "--train-count", "500", "--holdout-count", "100"]
+    assert main([*run, "--budget-usd", "1000"]) == 2
+    assert "no price for student training" in capsys.readouterr().err  # unpriced lines block
+    assert main([*run, "--budget-usd", "0.01", "--allow-unpriced"]) == 2
     assert "exceeds the budget of $0.01" in capsys.readouterr().err
 
 

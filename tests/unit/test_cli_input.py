@@ -168,7 +168,9 @@ def test_dry_run_uses_the_params_file(
 
     assert main(["run", "--params-json", str(file), "--dry-run"]) == 0
 
-    assert "router 'news-archives' (300 training examples)" in capsys.readouterr().out
+    assert "router 'news-archives' (300 training examples, training mode distill-prompts)" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(
