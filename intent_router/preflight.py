@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict
 from intent_router.errors import UserInputError
 from intent_router.params import DistillParams
 from intent_router.planning import plan_generation
-from intent_router.pricing import ModelPrice, estimate_tokens, price_for
+from intent_router.pricing import (
+    BATCH_DISCOUNT,
+    LabellingPath,
+    ModelPrice,
+    estimate_tokens,
+    price_for,
+)
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.registry import ChampionRegistry
 from intent_router.storage import ObjectStore, check_writable
@@ -71,8 +77,12 @@ def estimate_cost(
     epochs: int = 2,
     traffic_queries: Sequence[str] = (),
     extra_eval_queries: Sequence[str] = (),
+    labelling_path_of: Callable[[int], LabellingPath] | None = None,
 ) -> CostEstimate:
     """Teacher labelling + student training + evaluation, from the real generated queries.
+
+    labelling_path_of: how a labelling batch of n queries is sent (Backend.labelling_path);
+    batches sent to batch inference are priced at (1 - BATCH_DISCOUNT) in their own line.
 
     evaluated_models: display name -> model id, each invoked once per evaluation query.
     traffic_queries: traffic the teacher has not labelled yet (not in the label cache);
@@ -85,8 +95,10 @@ def estimate_cost(
     label_in = label_out = calls = 0
     train_tokens = 0
     eval_queries: list[str] = []
+    batch_in = batch_out = batch_calls = 0  # batch labelling: part of the sums above
     for batch in plan.all_batches:
         writer = QueryWriter(taxonomy, batch.vocabulary)
+        before = (label_in, label_out, calls)
         for quota in batch.quotas:
             for query in writer.write_cell(quota):
                 answer = estimate_tokens(teacher.label_json(query))
@@ -97,6 +109,10 @@ def estimate_cost(
                     train_tokens += student_prompt_tokens + estimate_tokens(query) + answer
                 else:
                     eval_queries.append(query)
+        if labelling_path_of is not None and labelling_path_of(calls - before[2]) == "batch":
+            batch_in += label_in - before[0]
+            batch_out += label_out - before[1]
+            batch_calls += calls - before[2]
     synthetic_calls = calls
     for query in traffic_queries:
         calls += 1
@@ -106,17 +122,33 @@ def estimate_cost(
     train_tokens = round(train_tokens * min(1.0, params.train_count / max(1, synthetic_calls)))
     lines: list[CostLine] = []
     teacher_price = price_of(teacher_model_id)
+    on_demand_in, on_demand_out = label_in - batch_in, label_out - batch_out
     lines.append(
         CostLine(
             item="teacher labelling (Converse)"
             + (f", incl. {len(traffic_queries):,} new traffic queries" if traffic_queries else ""),
             model_id=teacher_model_id,
-            calls=calls,
-            input_tokens=label_in,
-            output_tokens=label_out,
-            usd=teacher_price.cost(label_in, label_out) if teacher_price else None,
+            calls=calls - batch_calls,
+            input_tokens=on_demand_in,
+            output_tokens=on_demand_out,
+            usd=teacher_price.cost(on_demand_in, on_demand_out) if teacher_price else None,
         )
     )
+    if batch_calls:
+        lines.append(
+            CostLine(
+                item=f"teacher labelling (batch inference, {BATCH_DISCOUNT:.0%} off)",
+                model_id=teacher_model_id,
+                calls=batch_calls,
+                input_tokens=batch_in,
+                output_tokens=batch_out,
+                usd=(
+                    teacher_price.cost(batch_in, batch_out) * (1 - BATCH_DISCOUNT)
+                    if teacher_price
+                    else None
+                ),
+            )
+        )
     lines.append(
         CostLine(
             item=f"student training ({epochs} epochs)",

@@ -70,6 +70,7 @@ def preflight(
         training_usd_per_1k_tokens=backend.training_price_per_1k(),
         traffic_queries=traffic_queries or (),
         extra_eval_queries=extra_eval_queries or (),
+        labelling_path_of=backend.labelling_path,
     )
     create_table_artifact(
         key=artifact_key("cost-estimate", params.router_name or taxonomy.name),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import DistillationRequest
 from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
+from intent_router.backends.bedrock_batch import batch_labelling_request_example
 from intent_router.backends.bedrock_validation import request_violations
 from intent_router.dataset import content_hash, render_jsonl, training_record
 from intent_router.params import DistillParams
@@ -70,11 +71,15 @@ def request_plan(
     teacher = ReferenceTeacher(taxonomy)
     train_queries: list[str] = []
     eval_queries: list[str] = []
+    batched: list[list[str]] = []  # labelling batches that go to batch inference
     for batch in plan.all_batches:
         writer = QueryWriter(taxonomy, batch.vocabulary)
+        written: list[str] = []
         for quota in batch.quotas:
-            target = train_queries if batch.split == "train" else eval_queries
-            target += writer.write_cell(quota)
+            written += writer.write_cell(quota)
+        (train_queries if batch.split == "train" else eval_queries).extend(written)
+        if backend.labelling_path(len(written)) == "batch":
+            batched.append(written)
     # Stand-in dataset: locally labelled, same shape and about the same size as the real one.
     system = student_system_prompt(taxonomy)
     records = [
@@ -115,15 +120,20 @@ def request_plan(
         deployment_arn, system, eval_queries[0], settings.inference_max_tokens
     )
     generated = len(train_queries) + len(eval_queries)
+    in_batches = sum(len(b) for b in batched)
+    on_demand = generated - in_batches
     items: list[tuple[Any, str, str, str, dict[str, Any]]] = [
         (
             runtime,
             "Converse",
-            f"{generated:,} (up to {generated * settings.label_attempts:,} "
-            "with retries of invalid answers)",
-            "teacher labels every generated query",
+            f"{on_demand:,} (up to {on_demand * settings.label_attempts:,} "
+            "with retries of invalid answers)"
+            + (f", + retries of failed batch records (up to {in_batches:,})" if batched else ""),
+            "teacher labels every generated query"
+            + (" not labelled in a batch job" if batched else ""),
             label,
         ),
+        *_batch_items(backend, settings, batched, teacher_prompt(taxonomy), store, bucket),
         (
             None,
             "s3:PutObject",
@@ -201,3 +211,52 @@ def request_plan(
             )
         )
     return out
+
+
+def _batch_items(
+    backend: BedrockBackend,
+    settings: BedrockSettings,
+    batched: list[list[str]],
+    prompt: str,
+    store: _UriOnly,
+    bucket: str,
+) -> list[tuple[Any, str, str, str, dict[str, Any]]]:
+    """Batch labelling requests (CreateModelInvocationJob and its polls), when any apply."""
+    if not batched:
+        return []
+    request = batch_labelling_request_example(settings, batched[0], prompt, store.uri)
+    timeout_s = settings.batch_job_timeout_hours * 3600
+    polls = math.ceil(timeout_s / settings.batch_poll_interval_seconds)
+    input_uri = request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+    jobs = len(batched)
+    sizes = ", ".join(f"{len(b):,}" for b in batched[:5]) + (", ..." if jobs > 5 else "")
+    return [
+        (
+            backend.control,
+            "ListModelInvocationJobs",
+            f"{jobs:,} (1 per batch)",
+            "find a batch's job by name (a retried task reattaches)",
+            {"nameContains": request["jobName"], "maxResults": 100},
+        ),
+        (
+            None,
+            "s3:PutObject",
+            f"{jobs:,} batch inputs",
+            f"records JSONL of each labelling batch ({sizes} records)",
+            {"Bucket": bucket, "Key": input_uri.removeprefix(f"s3://{bucket}/")},
+        ),
+        (
+            backend.control,
+            "CreateModelInvocationJob",
+            f"{jobs:,} (0 for a batch whose job exists)",
+            "teacher labels a batch through batch inference (discounted, idempotent token)",
+            request,
+        ),
+        (
+            backend.control,
+            "GetModelInvocationJob",
+            f"up to {polls:,} polls per job",
+            f"wait until Completed (stopped after {settings.batch_job_timeout_hours} h)",
+            {"jobIdentifier": "abcdef123456"},
+        ),
+    ]
