@@ -14,7 +14,7 @@ from moto import mock_aws
 from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
 from intent_router.backends.bedrock_batch import BATCH_DIR, plan_batch_job
 from intent_router.errors import BatchLabellingFailed, WaitTimeout
-from intent_router.pricing import BATCH_MIN_RECORDS, labelling_path
+from intent_router.pricing import BATCH_DISCOUNT, BATCH_MIN_RECORDS, labelling_path, price_for
 from intent_router.prompts import teacher_prompt
 from intent_router.schema import parse_routing_output
 from intent_router.taxonomy import builtin_taxonomy
@@ -258,3 +258,29 @@ def test_fake_job_runs_submitted_to_completed_and_writes_the_output(fake: FakeBe
     assert first["modelOutput"]["usage"]["outputTokens"] > 0
     with pytest.raises(ClientError, match="cannot be stopped"):
         fake.control.stop_model_invocation_job(jobIdentifier=arn)
+
+
+def test_estimate_prices_batched_labelling_at_the_discount() -> None:
+    from intent_router.params import DistillParams
+    from intent_router.preflight import estimate_cost
+
+    params = DistillParams(train_count=200, holdout_count=40, batches=2)
+
+    def estimate(path: Any) -> Any:
+        return estimate_cost(
+            params,
+            TAXONOMY,
+            teacher_model_id="us.amazon.nova-premier-v1:0",
+            evaluated_models={},
+            labelling_path_of=path,
+        )
+
+    on_demand = estimate(None).lines[0]
+    lines = estimate(lambda n: "batch" if n >= 100 else "on-demand").lines
+    batched = next(line for line in lines if "batch inference" in line.item)
+    assert lines[0].calls + batched.calls == on_demand.calls and batched.calls > 0
+    assert lines[0].input_tokens + batched.input_tokens == on_demand.input_tokens
+    price = price_for("us.amazon.nova-premier-v1:0")
+    full = price.cost(batched.input_tokens, batched.output_tokens)
+    assert batched.usd == pytest.approx(full * (1 - BATCH_DISCOUNT))
+    assert lines[0].usd == pytest.approx(price.cost(lines[0].input_tokens, lines[0].output_tokens))
