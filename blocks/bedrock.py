@@ -10,7 +10,7 @@ concurrency slot around every Converse call so parallel batches respect the quot
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from botocore.config import Config
 from prefect.blocks.core import Block
@@ -20,6 +20,7 @@ from pydantic import Field
 
 from intent_router.backends.base import Backend
 from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
+from intent_router.backends.bedrock_preflight import bucket_region_of
 from intent_router.storage import ObjectStore
 
 CONVERSE_LIMIT = "bedrock-converse"
@@ -80,5 +81,21 @@ class BedrockDistillationBackend(Block):
             return concurrency(CONVERSE_LIMIT, occupy=1, strict=False)
 
         return BedrockBackend(
-            self.settings, control=control, runtime=runtime, store=store, call_slot=slot
+            self.settings,
+            control=control,
+            runtime=runtime,
+            store=store,
+            call_slot=slot,
+            bucket_region=lambda: storage_bucket_region(store),
         )
+
+
+def storage_bucket_region(store: ObjectStore) -> tuple[str, str] | None:
+    """(bucket, Region) of a store on an S3Bucket block (s3:GetBucketLocation through the
+    block's own client); None for any other store."""
+    block = getattr(store, "block", None)
+    if not isinstance(block, S3Bucket):
+        return None
+    client: Any = cast(Any, block)._get_s3_client()
+    location = client.get_bucket_location(Bucket=block.bucket_name).get("LocationConstraint")
+    return block.bucket_name, bucket_region_of(location)

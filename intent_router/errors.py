@@ -84,3 +84,14 @@ class WaitTimeout(RouterDistillError):
 
 class TransientBackendError(RouterDistillError):
     """A failure worth retrying (throttling, a model not ready, a 5xx)."""
+
+
+class BatchLabellingFailed(RouterDistillError):
+    """A batch-inference labelling job ended Failed, Stopped or Expired; carries the service's
+    message."""
+
+    def __init__(self, job_id: str, status: str, message: str | None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.message = message or "no message"
+        super().__init__(f"batch labelling job {job_id} ended {status}: {self.message}")

@@ -19,7 +19,7 @@ from intent_router.params import DistillParams, MonitorParams
 from intent_router.planning import plan_generation
 from intent_router.pricing import (
     BATCH_DISCOUNT,
-    BATCH_MIN_RECORDS,
+    LabellingPath,
     ModelPrice,
     estimate_tokens,
     price_for,
@@ -117,15 +117,15 @@ def estimate_cost(
     traffic_queries: Sequence[str] = (),
     traffic_train_queries: int = 0,
     extra_eval_queries: Sequence[str] = (),
-    batch_labelling_threshold: int | None = None,
+    labelling_path_of: Callable[[int], LabellingPath] | None = None,
     monitor_sample: int | None = None,
 ) -> CostEstimate:
     """Every paid thing of a run in the chosen training mode, from the real generated queries.
 
     - pipeline labelling: the holdout always; training queries only in fine-tune-labelled
-      (on-demand, or batch inference at its discount for batches at or above
-      `batch_labelling_threshold`); plus new traffic (`traffic_queries`, already filtered to
-      what the mode labels and the cache lacks);
+      (on demand, or batch inference at its discount for the batches that
+      `labelling_path_of(n)`, i.e. Backend.labelling_path, sends there); plus new traffic
+      (`traffic_queries`, already filtered to what the mode labels and the cache lacks);
     - curated examples (distill-prompts);
     - teacher inference inside the job (distillation modes; invocation logs: `train_count`
       logged prompts assumed, none when the logged responses are used);
@@ -145,13 +145,14 @@ def estimate_cost(
     train_record_tokens = job_in = job_out = 0  # per generated training query, summed
     answer_total = answers = 0
     eval_queries: list[str] = []
+    batch_in = batch_out = batch_calls = 0  # batch labelling: part of the sums above
     for batch in plan.all_batches:
         writer = QueryWriter(taxonomy, batch.vocabulary)
         queries = [q for quota in batch.quotas for q in writer.write_cell(quota)]
         is_train = batch.split == "train"
         labelled = not is_train or mode.labels_training
-        batched = batch_labelling_threshold is not None and len(queries) >= max(
-            batch_labelling_threshold, BATCH_MIN_RECORDS
+        batched = labelled and (
+            labelling_path_of is not None and labelling_path_of(len(queries)) == "batch"
         )
         for query in queries:
             answer = estimate_tokens(teacher.label_json(query))
@@ -200,13 +201,13 @@ def estimate_cost(
     if batch_calls:
         lines.append(
             _line(
-                f"pipeline labelling (batch inference, {BATCH_DISCOUNT:.0%} of on-demand)",
+                f"pipeline labelling (batch inference, {BATCH_DISCOUNT:.0%} off)",
                 teacher_model_id,
                 batch_calls,
                 batch_in,
                 batch_out,
                 teacher_price,
-                discount=BATCH_DISCOUNT,
+                discount=1 - BATCH_DISCOUNT,
             )
         )
     if mode is TrainingMode.DISTILL_PROMPTS and params.prompt_examples:
@@ -411,6 +412,7 @@ def cost_inputs(backend: Backend, taxonomy: Taxonomy, mode: TrainingMode) -> dic
         "epochs": backend.training_epochs(),
         "response_tokens": teacher_response_tokens(taxonomy),
         "monitor_sample": MONITOR_SAMPLE if backend.paid else None,
+        "labelling_path_of": backend.labelling_path,
     }
 
 

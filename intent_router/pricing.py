@@ -10,6 +10,7 @@ aws-samples dataset validator (MIN_NUM_PROMPTS = 100, MAX_SIZE = 1 GB).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,15 +92,6 @@ def price_for(model_id: str) -> ModelPrice:
         if candidate == known or candidate.startswith(known + ":") or candidate.startswith(known):
             return price
     raise KeyError(f"no price for model {model_id!r}; known: {sorted(PRICES)}")
-
-
-BATCH_DISCOUNT = 0.5
-"""Batch inference price as a share of on-demand: "about 50%" (secondary sources quoting
-aws.amazon.com/bedrock/pricing; unverified against the pricing page)."""
-
-BATCH_MIN_RECORDS = 100
-"""Records a batch inference job needs at least: a per-model quota, about 100 by secondary
-sources (apache/airflow example_bedrock_batch_inference); unverified."""
 
 
 class CustomizableModel(BaseModel):
@@ -199,3 +191,25 @@ RESERVED_KEYWORDS: tuple[str, ...] = (
 def estimate_tokens(text: str) -> int:
     """Token estimate used for local cost figures: ~4 characters per token, at least 1."""
     return max(1, math.ceil(len(text) / 4))
+
+
+# -- batch inference -------------------------------------------------------------------------
+LabellingPath = Literal["on-demand", "batch"]
+
+BATCH_DISCOUNT = 0.5
+"""Share of the on-demand token price that batch inference saves: about 50% (secondary sources
+quoting https://aws.amazon.com/bedrock/pricing/; unverified, confirm there)."""
+
+BATCH_MIN_RECORDS = 100
+"""Fewest records a CreateModelInvocationJob accepts. A per-model service quota ("minimum
+number of records per batch inference job"); about 100 by secondary sources (the apache/airflow
+example_bedrock_batch_inference); unverified: check `aws service-quotas list-service-quotas
+--service-code bedrock` in the account."""
+
+
+def labelling_path(batch_size: int, threshold: int | None) -> LabellingPath:
+    """How one labelling call of `batch_size` queries is sent: batch inference at or above the
+    threshold (None or 0: never) and the service's minimum records per job, else on demand."""
+    if not threshold or batch_size < max(threshold, BATCH_MIN_RECORDS):
+        return "on-demand"
+    return "batch"

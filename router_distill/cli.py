@@ -110,6 +110,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--role-arn", help="dry run: service role ARN (default: placeholder)")
     run.add_argument("--bucket", help="dry run: S3 bucket (default: placeholder)")
     run.add_argument("--region", default=None, help="dry run: Bedrock Region")
+    run.add_argument(
+        "--batch-labelling-threshold",
+        type=int,
+        default=None,
+        help="dry run: queries per labelling batch at or above which batch inference is used "
+        "(default: the Bedrock settings' default; 0: never)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -417,7 +424,7 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bedrock_settings(role_arn: str, region: str) -> Any:
+def _bedrock_settings(role_arn: str, region: str, **more: Any) -> Any:
     """BedrockSettings from the flags; a one-line UserInputError naming the bad flag."""
     from pydantic import ValidationError
 
@@ -425,12 +432,14 @@ def _bedrock_settings(role_arn: str, region: str) -> Any:
     from intent_router.errors import UserInputError
 
     try:
-        return BedrockSettings(role_arn=role_arn, region_name=region)
+        return BedrockSettings(role_arn=role_arn, region_name=region, **more)
     except ValidationError as error:
         first = error.errors()[0]
-        flag = {"role_arn": "--role-arn", "region_name": "--region"}.get(
-            str(first["loc"][0]) if first["loc"] else "", "Bedrock settings"
-        )
+        flag = {
+            "role_arn": "--role-arn",
+            "region_name": "--region",
+            "batch_labelling_threshold": "--batch-labelling-threshold",
+        }.get(str(first["loc"][0]) if first["loc"] else "", "Bedrock settings")
         reason = str(first["msg"]).removeprefix("Value error, ")
         raise UserInputError(one_line(f"invalid {flag}: {reason}")) from None
 
@@ -438,7 +447,9 @@ def _bedrock_settings(role_arn: str, region: str) -> Any:
 def _dry_run(args: argparse.Namespace, params: Any) -> int:
     """Print what a run would send and cost; call nothing (no AWS, no Prefect API)."""
 
+    from intent_router.backends.base import raise_for_failed
     from intent_router.backends.bedrock_plan import compare_modes, plan_estimate, request_plan
+    from intent_router.backends.bedrock_preflight import LIVE_CHECKS, offline_checks
     from intent_router.dataset import check_record_count
     from intent_router.errors import UserInputError
     from intent_router.preflight import check_budget, format_estimate
@@ -453,7 +464,9 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
     role = args.role_arn or os.environ.get("ROUTER_DISTILL_ROLE_ARN") or placeholder
     bucket = args.bucket or os.environ.get("ROUTER_DISTILL_BUCKET") or "your-router-bucket"
     region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
-    settings = _bedrock_settings(role, region)
+    threshold = args.batch_labelling_threshold
+    more = {} if threshold is None else {"batch_labelling_threshold": threshold}
+    settings = _bedrock_settings(role, region, **more)
     check_record_count(params.train_count, BEDROCK_NOVA_LIMITS)
     plan = request_plan(params, taxonomy, settings, bucket, mode=mode)
     print(
@@ -466,6 +479,19 @@ def _dry_run(args: argparse.Namespace, params: Any) -> int:
             "  (role and/or bucket are placeholders: pass --role-arn/--bucket or set "
             "ROUTER_DISTILL_ROLE_ARN/ROUTER_DISTILL_BUCKET)"
         )
+    checks = offline_checks(settings)
+    print(f"\nSetup checks in {settings.region_name} (offline)")
+    for check in checks:
+        print(f"  [{'ok' if check.passed else 'FAILED'}] {check.name}: {check.detail}")
+    print(
+        "  Checked at the start of a real run (need the live service): "
+        + "; ".join(f"{name} ({call})" for name, call in LIVE_CHECKS)
+    )
+    try:
+        raise_for_failed(checks)
+    except UserInputError as error:
+        _error(str(error))
+        return EXIT_USAGE
     invalid = 0
     for item in plan:
         status = "valid" if not item.violations else "INVALID: " + "; ".join(item.violations)

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
+from intent_router.backends.base import raise_for_failed
 from intent_router.params import DistillParams
 from intent_router.preflight import (
     CostEstimate,
@@ -23,10 +24,18 @@ from tasks.runtime import Runtime
 
 @task(name="check-run-inputs")
 def check_run_inputs(router: str, runtime: Runtime) -> None:
-    """Fail before any paid call if storage cannot be written, the registry is corrupt or the
+    """Fail before any paid call if the backend's service setup is wrong (Region, profiles,
+    models, bucket Region, roles), storage cannot be written, the registry is corrupt or the
     champion's model is gone."""
-    check_run_state(runtime.store(), router, runtime.backend_client().check_model)
-    get_run_logger().info("storage writable, registry of router %s readable", router)
+    logger = get_run_logger()
+    backend = runtime.backend_client()
+    checks = backend.setup_checks()
+    for check in checks:
+        result = {True: "ok", False: "FAILED", None: "skipped"}[check.passed]
+        logger.info("setup check %s: %s (%s)", check.name, result, check.detail)
+    raise_for_failed(checks)
+    check_run_state(runtime.store(), router, backend.check_model)
+    logger.info("storage writable, registry of router %s readable", router)
 
 
 @task(name="preflight")

@@ -9,7 +9,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from intent_router.pricing import BackendLimits, ModelPrice
+from intent_router.errors import UserInputError
+from intent_router.pricing import BackendLimits, LabellingPath, ModelPrice
 from intent_router.taxonomy import Taxonomy
 from intent_router.training_modes import TrainingMode
 
@@ -135,6 +136,23 @@ class TeacherFingerprint(BaseModel):
     label_settings: str = Field(description="Labelling settings (tokens, temperature, tries).")
 
 
+class SetupCheck(BaseModel):
+    """One preflight check of a backend's service setup (Region, models, storage, roles)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    passed: bool | None = Field(description="None: not checked (needs the live service).")
+    detail: str = Field(description="What was found; for a failure, the value and the fix.")
+
+
+def raise_for_failed(checks: Sequence[SetupCheck]) -> None:
+    """One-line UserInputError naming every failed check (value and fix), if any failed."""
+    failures = [f"{check.name}: {check.detail}" for check in checks if check.passed is False]
+    if failures:
+        raise UserInputError("; ".join(failures))
+
+
 def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
@@ -203,3 +221,9 @@ class Backend(Protocol):
 
     def training_epochs(self) -> int:
         """Epochs a training job runs (or, where the service chooses, is assumed to run)."""
+
+    def setup_checks(self) -> list[SetupCheck]:
+        """Check the service setup before any paid call; every check, passed or not."""
+
+    def labelling_path(self, batch_size: int) -> LabellingPath:
+        """How a label() call of `batch_size` queries is sent (and priced)."""

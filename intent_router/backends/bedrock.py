@@ -29,8 +29,16 @@ from intent_router.backends.base import (
     JobStatus,
     LabelResult,
     ModelTarget,
+    SetupCheck,
     TeacherFingerprint,
     prompt_hash,
+)
+from intent_router.backends.bedrock_batch import label_in_batch
+from intent_router.backends.bedrock_preflight import (
+    check_bucket_region,
+    check_student_base_model,
+    check_teacher_model,
+    offline_checks,
 )
 from intent_router.backends.bedrock_validation import validate_request
 from intent_router.errors import (
@@ -41,7 +49,13 @@ from intent_router.errors import (
     TransientBackendError,
     UserInputError,
 )
-from intent_router.pricing import BEDROCK_NOVA_LIMITS, ModelPrice, price_for
+from intent_router.pricing import (
+    BEDROCK_NOVA_LIMITS,
+    LabellingPath,
+    ModelPrice,
+    labelling_path,
+    price_for,
+)
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.schema import parse_routing_output
 from intent_router.storage import ObjectStore
@@ -151,8 +165,32 @@ class BedrockSettings(BaseModel):
     learning_rate_warmup_steps: int = Field(
         default=10, ge=0, le=100, description="FINE_TUNING learningRateWarmupSteps (Nova: 0-100)."
     )
+    # batch labelling
+    batch_labelling_threshold: int | None = Field(
+        default=1000,
+        ge=0,
+        description="Queries per labelling call at or above which the teacher labels through "
+        "a batch-inference job (CreateModelInvocationJob, about half the price, takes hours) "
+        "instead of on-demand Converse; never below the service's minimum records per job. "
+        "None or 0: always on demand.",
+    )
+    batch_job_timeout_hours: int = Field(
+        default=24,
+        ge=24,
+        le=168,
+        description="timeoutDurationInHours of a batch labelling job; the wait for it stops "
+        "(and stops the job) after as long.",
+    )
+    batch_role_arn: str | None = Field(
+        default=None,
+        description="Service role of batch labelling jobs (trusted by bedrock.amazonaws.com "
+        "for model-invocation-job); default: role_arn.",
+    )
+    batch_poll_interval_seconds: float = Field(
+        default=60, ge=1, le=3600, description="Seconds between batch job status calls."
+    )
 
-    @field_validator("role_arn", mode="before")
+    @field_validator("role_arn", "batch_role_arn", mode="before")
     @classmethod
     def _role_arn_shape(cls, role_arn: object) -> object:
         if isinstance(role_arn, str) and not re.fullmatch(
@@ -211,6 +249,7 @@ class BedrockBackend:
         store: ObjectStore,
         call_slot: Callable[[], AbstractContextManager[Any]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        bucket_region: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.control = control
@@ -218,6 +257,8 @@ class BedrockBackend:
         self.store = store
         self.call_slot = call_slot or nullcontext
         self.sleep = sleep
+        # preflight: (bucket, its Region) of the run's storage; None when it is not S3
+        self.bucket_region = bucket_region
 
     # -- plumbing ----------------------------------------------------------------------------
     def _call(self, client: Any, method: str, **params: Any) -> Any:
@@ -272,8 +313,14 @@ class BedrockBackend:
         return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
 
     # -- teacher -----------------------------------------------------------------------------
+    def labelling_path(self, batch_size: int) -> LabellingPath:
+        return labelling_path(batch_size, self.settings.batch_labelling_threshold)
+
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
-        """Converse with the teacher; retry invalid answers a bounded number of times."""
+        """Converse with the teacher; retry invalid answers a bounded number of times. At or
+        above batch_labelling_threshold: one batch-inference job (bedrock_batch.py)."""
+        if self.labelling_path(len(queries)) == "batch":
+            return label_in_batch(self, queries, taxonomy)
         prompt = teacher_prompt(taxonomy)
         # One concurrency slot per batch: the calls inside are sequential, so the number of
         # batches holding a slot bounds the concurrent Converse calls.
@@ -310,6 +357,47 @@ class BedrockBackend:
             label_settings=f"maxTokens={s.label_max_tokens} temperature={s.label_temperature} "
             f"attempts={s.label_attempts}",
         )
+
+    # -- preflight ---------------------------------------------------------------------------
+    def setup_checks(self) -> list[SetupCheck]:
+        """The offline checks, then the live ones: the student base model and the teacher in
+        the Region's catalog (ListFoundationModels), the bucket's Region (GetBucketLocation)."""
+        s = self.settings
+        checks = offline_checks(s)
+        try:
+            distillable = self._call(
+                self.control, "list_foundation_models", byCustomizationType="DISTILLATION"
+            )["modelSummaries"]
+            catalog = self._call(self.control, "list_foundation_models")["modelSummaries"]
+        except (ClientError, TransientBackendError) as error:
+            checks.append(
+                SetupCheck(
+                    name="model access",
+                    passed=False,
+                    detail=f"cannot list foundation models in {s.region_name} "
+                    f"({error}): allow bedrock:ListFoundationModels or check the Region",
+                )
+            )
+        else:
+            checks.append(
+                check_student_base_model(s.student_base_model_id, distillable, s.region_name)
+            )
+            checks.append(check_teacher_model(s.teacher_model_id, catalog, s.region_name))
+        try:
+            located = self.bucket_region() if self.bucket_region is not None else None
+        except ClientError as error:
+            checks.append(
+                SetupCheck(
+                    name="bucket region",
+                    passed=False,
+                    detail=f"cannot read the bucket's Region ({error}): allow "
+                    "s3:GetBucketLocation on the bucket",
+                )
+            )
+        else:
+            bucket, region = located if located is not None else ("", None)
+            checks.append(check_bucket_region(bucket, region, s.region_name))
+        return checks
 
     # -- distillation ------------------------------------------------------------------------
     def job_request(self, request: DistillationRequest) -> dict[str, Any]:

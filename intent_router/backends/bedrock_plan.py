@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import DistillationRequest
 from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
+from intent_router.backends.bedrock_batch import batch_labelling_request_example
 from intent_router.backends.bedrock_validation import request_violations
 from intent_router.dataset import content_hash, render_jsonl, training_record
 from intent_router.params import DistillParams
@@ -76,11 +77,16 @@ def request_plan(
     teacher = ReferenceTeacher(taxonomy)
     train_queries: list[str] = []
     eval_queries: list[str] = []
+    batched: list[list[str]] = []  # labelling batches that go to batch inference
     for batch in plan.all_batches:
         writer = QueryWriter(taxonomy, batch.vocabulary)
+        written: list[str] = []
         for quota in batch.quotas:
-            target = train_queries if batch.split == "train" else eval_queries
-            target += writer.write_cell(quota)
+            written += writer.write_cell(quota)
+        (train_queries if batch.split == "train" else eval_queries).extend(written)
+        labelled_here = batch.split != "train" or mode.labels_training
+        if labelled_here and backend.labelling_path(len(written)) == "batch":
+            batched.append(written)
     # Stand-in dataset: locally labelled, same shape and about the same size as the real one.
     train_queries = train_queries[: params.train_count]
     prompts_only = mode is TrainingMode.DISTILL_PROMPTS
@@ -144,7 +150,8 @@ def request_plan(
         teacher_user_message(eval_queries[0]) if quoted else eval_queries[0],
         settings.inference_max_tokens,
     )
-    labelled = len(eval_queries) + len(examples)
+    in_batches = sum(len(b) for b in batched)
+    labelled = len(eval_queries) + len(examples) - in_batches
     labelled += len(train_queries) if mode.labels_training else 0
     what = {
         TrainingMode.FINE_TUNE_LABELLED: "teacher labels every generated query (they train it)",
@@ -158,10 +165,12 @@ def request_plan(
             runtime,
             "Converse",
             f"{labelled:,} (up to {labelled * settings.label_attempts:,} "
-            "with retries of invalid answers)",
-            what,
+            "with retries of invalid answers)"
+            + (f", + retries of failed batch records (up to {in_batches:,})" if batched else ""),
+            what + ("; batches at the threshold go to batch inference" if batched else ""),
             label,
         ),
+        *_batch_items(backend, settings, batched, teacher_prompt(taxonomy), store, bucket),
         (
             None,
             "s3:PutObject",
@@ -302,3 +311,52 @@ def compare_modes(estimates: dict[TrainingMode, CostEstimate]) -> list[dict[str,
         | {mode.value: cell(e, "drift monitor") for mode, e in estimates.items()}
     )
     return rows
+
+
+def _batch_items(
+    backend: BedrockBackend,
+    settings: BedrockSettings,
+    batched: list[list[str]],
+    prompt: str,
+    store: _UriOnly,
+    bucket: str,
+) -> list[tuple[Any, str, str, str, dict[str, Any]]]:
+    """Batch labelling requests (CreateModelInvocationJob and its polls), when any apply."""
+    if not batched:
+        return []
+    request = batch_labelling_request_example(settings, batched[0], prompt, store.uri)
+    timeout_s = settings.batch_job_timeout_hours * 3600
+    polls = math.ceil(timeout_s / settings.batch_poll_interval_seconds)
+    input_uri = request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+    jobs = len(batched)
+    sizes = ", ".join(f"{len(b):,}" for b in batched[:5]) + (", ..." if jobs > 5 else "")
+    return [
+        (
+            backend.control,
+            "ListModelInvocationJobs",
+            f"{jobs:,} (1 per batch)",
+            "find a batch's job by name (a retried task reattaches)",
+            {"nameContains": request["jobName"], "maxResults": 100},
+        ),
+        (
+            None,
+            "s3:PutObject",
+            f"{jobs:,} batch inputs",
+            f"records JSONL of each labelling batch ({sizes} records)",
+            {"Bucket": bucket, "Key": input_uri.removeprefix(f"s3://{bucket}/")},
+        ),
+        (
+            backend.control,
+            "CreateModelInvocationJob",
+            f"{jobs:,} (0 for a batch whose job exists)",
+            "teacher labels a batch through batch inference (discounted, idempotent token)",
+            request,
+        ),
+        (
+            backend.control,
+            "GetModelInvocationJob",
+            f"up to {polls:,} polls per job",
+            f"wait until Completed (stopped after {settings.batch_job_timeout_hours} h)",
+            {"jobIdentifier": "abcdef123456"},
+        ),
+    ]

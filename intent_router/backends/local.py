@@ -25,6 +25,7 @@ from intent_router.backends.base import (
     JobStatus,
     LabelResult,
     ModelTarget,
+    SetupCheck,
     TeacherFingerprint,
     prompt_hash,
 )
@@ -36,7 +37,13 @@ from intent_router.errors import (
     RouterOutputError,
     UserInputError,
 )
-from intent_router.pricing import LOCAL_LIMITS, ModelPrice, estimate_tokens, price_for
+from intent_router.pricing import (
+    LOCAL_LIMITS,
+    LabellingPath,
+    ModelPrice,
+    estimate_tokens,
+    price_for,
+)
 from intent_router.prompts import (
     extract_quoted_query,
     student_system_prompt,
@@ -366,6 +373,13 @@ class LocalBackend:
 
     def training_epochs(self) -> int:
         return 1  # the local trainer fits once (L-BFGS), it has no epochs
+
+    def setup_checks(self) -> list[SetupCheck]:
+        """Nothing to check: no service, no Region, storage checked by check_run_state."""
+        return []
+
+    def labelling_path(self, batch_size: int) -> LabellingPath:
+        return "on-demand"
 
     def artifact_uri(self, model_id: str) -> str | None:
         return self.store.uri(self.artifact_path(model_id))

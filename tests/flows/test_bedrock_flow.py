@@ -350,3 +350,25 @@ def test_invocation_logs_are_traffic_and_the_jobs_training_data(aws: FakeBedrock
         }
     }
     assert not any(key.endswith("/train.jsonl") for key in s3_keys())
+
+
+def test_bucket_in_another_region_stops_the_run_before_any_teacher_call(
+    aws: FakeBedrock,
+) -> None:
+    import boto3
+    from prefect_aws import AwsCredentials, S3Bucket
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(
+        Bucket="router-eu-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    S3Bucket(
+        bucket_name="router-eu-bucket", credentials=AwsCredentials.load("test"), bucket_folder="r"
+    ).save("eu", overwrite=True)
+
+    with pytest.raises(UserInputError, match="bucket 'router-eu-bucket' is in eu-west-1, but"):
+        distill_router(**{**PARAMS, "storage_block": "s3-bucket/eu", "seed": 13})
+
+    assert aws.calls_to("converse") == []
+    assert aws.calls_to("create_model_invocation_job") == []
+    assert aws.jobs == {}

@@ -53,6 +53,35 @@ def test_dry_run_prints_a_complete_valid_plan_and_calls_nothing(
     assert not (router_home / "store").exists()  # nothing written, nothing called
 
 
+def test_dry_run_prints_the_setup_checks_and_stops_on_a_wrong_region(
+    router_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", "--backend", "aws", "--dry-run", "--region", "eu-west-1"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "[FAILED] deployment region" in captured.out
+    assert "[FAILED] teacher profile" in captured.out  # us. profile outside the US
+    assert "[ok] role arn" in captured.out
+    assert "need the live service" in captured.out and "s3:GetBucketLocation" in captured.out
+    error = captured.err.strip()
+    assert "\n" not in error
+    assert "region_name 'eu-west-1' does not offer on-demand custom-model deployment" in error
+    assert "use eu.amazon.nova-premier-v1:0" in error
+
+
+def test_dry_run_plans_batch_labelling_above_the_threshold(
+    router_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["run", "--backend", "aws", "--dry-run", "--train-count", "1000"]
+    code = main([*args, "--batches", "2", "--batch-labelling-threshold", "500"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert " CreateModelInvocationJob x " in out and "INVALID" not in out
+    assert '"modelInvocationType": "Converse"' in out
+    assert '"modelId": "us.amazon.nova-premier-v1:0"' in out
+    assert "pipeline labelling (batch inference, 50% off)" in out
+
+
 def test_dry_run_enforces_the_budget(router_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = ["run", "--backend", "aws", "--dry-run", "--train-count", "500", "--holdout-count", "100"]
     assert main([*run, "--budget-usd", "1000"]) == 2

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from prefect_aws import AwsCredentials, S3Bucket
 
@@ -31,6 +32,7 @@ def bedrock_on_moto(
         s3.create_bucket(Bucket=bucket)
         # One shared client: creating a boto3 client per S3 call is slow under moto.
         monkeypatch.setattr(S3Bucket, "_get_s3_client", lambda self: s3)
+        fake.s3 = s3  # batch jobs read their input from, and write their output to, moto S3
         credentials = AwsCredentials(region_name="us-east-1")
         credentials.save(name, overwrite=True)
         block = S3Bucket(bucket_name=bucket, credentials=credentials, bucket_folder="runs")
@@ -58,3 +60,34 @@ def read_s3_object(s3: Any, uri: str) -> bytes | None:
 def s3_keys(bucket: str) -> list[str]:
     listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=bucket)
     return [item["Key"] for item in listing.get("Contents", [])]
+
+
+class S3Store:
+    """A minimal ObjectStore on a boto3 S3 client (moto in unit tests), under `folder`."""
+
+    def __init__(self, client: Any, bucket: str, folder: str = "runs") -> None:
+        self.client, self.bucket, self.folder = client, bucket, folder.strip("/")
+
+    def _key(self, path: str) -> str:
+        return f"{self.folder}/{path}" if self.folder else path
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(path))[
+                "Body"
+            ].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return body
+
+    def write(self, path: str, data: bytes) -> str:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(path), Body=data)
+        return self.uri(path)
+
+    def delete(self, path: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(path))
+
+    def uri(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self._key(path)}"

@@ -73,6 +73,7 @@ DEFAULT_HTTP_STATUS = {
 }
 
 INVALID_MODEL_ID = "The provided model identifier is invalid."
+BATCH_MIN_RECORDS = 100  # the per-model quota "minimum records per batch job" (about 100)
 PROFILE_PREFIXES = ("us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "ca.", "global.")
 
 
@@ -237,6 +238,28 @@ class FakeDeployment:
     deleted: bool = False
 
 
+@dataclass
+class FakeBatchJob:
+    """A batch-inference job (CreateModelInvocationJob)."""
+
+    arn: str
+    name: str
+    token: str
+    request: dict[str, Any]
+    submitted: datetime
+    fail_with: str | None
+    error_records: int
+    status: str = "Submitted"
+    polls: int = 0
+    modified: datetime | None = None
+    end_time: datetime | None = None
+    message: str | None = None
+    total: int | None = None
+    processed: int = 0
+    succeeded: int = 0
+    errors: int = 0
+
+
 class _FakeClient:
     """What both fakes share: the real `meta`/`exceptions`, dispatch and paginators."""
 
@@ -315,6 +338,19 @@ class FakeBedrockControl(_FakeClient):
     def list_foundation_models(self, **params: Any) -> dict[str, Any]:
         return self._call("list_foundation_models", params, self._fake._list_foundation_models)
 
+    # batch inference
+    def create_model_invocation_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("create_model_invocation_job", params, self._fake._create_batch_job)
+
+    def get_model_invocation_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("get_model_invocation_job", params, self._fake._get_batch_job)
+
+    def stop_model_invocation_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("stop_model_invocation_job", params, self._fake._stop_batch_job)
+
+    def list_model_invocation_jobs(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_model_invocation_jobs", params, self._fake._list_batch_jobs)
+
 
 class FakeBedrockRuntime(_FakeClient):
     """The `bedrock-runtime` client: Converse only."""
@@ -344,6 +380,10 @@ class FakeBedrock:
         model_polls_to_active: int = 1,
         fail_job_with: str | None = None,
         fail_deployment_with: str | None = None,
+        batch_polls_to_finish: int = 3,
+        fail_batch_with: str | None = None,
+        batch_error_records: int = 0,
+        s3: Any = None,
         latency_ms: int = 300,
         region: str = REGION,
         account_id: str = ACCOUNT_ID,
@@ -354,6 +394,10 @@ class FakeBedrock:
         self.model_polls_to_active = model_polls_to_active
         self.fail_job_with = fail_job_with
         self.fail_deployment_with = fail_deployment_with
+        self.batch_polls_to_finish = batch_polls_to_finish
+        self.fail_batch_with = fail_batch_with
+        self.batch_error_records = batch_error_records
+        self.s3 = s3  # a boto3 S3 client (moto): batch jobs read their input and write output
         self.latency_ms = latency_ms
         self.region = region
         self.account_id = account_id
@@ -366,6 +410,8 @@ class FakeBedrock:
         self.teacher_in_job: dict[str, TeacherUsage] = {}
         self.read_object: Callable[[str], bytes | None] | None = None
         """Reads an s3:// URI (tests wire it to moto), so a job can read its training file."""
+        self.batch_jobs: dict[str, FakeBatchJob] = {}
+        self._batch_tokens: dict[str, str] = {}
         self._job_tokens: dict[str, str] = {}
         self._deployment_tokens: dict[str, str] = {}
         self._injected: dict[str, list[tuple[str, str]]] = {}
@@ -933,6 +979,194 @@ class FakeBedrock:
             and (inference is None or inference in model.inference_types)
         ]
         return {"modelSummaries": summaries}
+
+    # -- batch inference -------------------------------------------------------------
+    # Submitted -> Validating (input read from S3: it must exist, parse, and hold at least
+    # BATCH_MIN_RECORDS records) -> InProgress -> Completed, or PartiallyCompleted when some
+    # records fail (`batch_error_records`: the first N), or Failed (`fail_batch_with`), one step
+    # per get call over `batch_polls_to_finish` calls. The output is written, like the real
+    # service (layout unverified), to `<output s3Uri><job id>/<input file name>.out`: one line
+    # per record with recordId, modelInput and modelOutput (a Converse response) or error.
+
+    def _s3_location(self, uri: str) -> tuple[str, str]:
+        if self.s3 is None:
+            raise AssertionError("FakeBedrock needs s3= (a boto3 S3 client) for batch jobs")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bucket, key
+
+    def _check_batch_model(self, model_id: str) -> None:
+        # A custom-model-deployment ARN never gets here: the ModelId pattern of the service
+        # model rejects it (request validation). A profile-only model needs its profile.
+        self._check_invocable(model_id)
+
+    def _create_batch_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        token = request["clientRequestToken"]
+        if token in self._batch_tokens:
+            return {"jobArn": self._batch_tokens[token]}
+        name = request["jobName"]
+        if any(job.name == name for job in self.batch_jobs.values()):
+            raise FakeBedrockError("ConflictException", f"A job named {name} already exists.")
+        self._check_batch_model(request["modelId"])
+        self._s3_location(request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"])
+        arn = self._arn(f"model-invocation-job/{suffix_for(token, 'batch:')}")
+        job = FakeBatchJob(
+            arn=arn,
+            name=name,
+            token=token,
+            request=request,
+            submitted=self._now,
+            modified=self._now,
+            fail_with=self.fail_batch_with,
+            error_records=self.batch_error_records,
+        )
+        self.batch_jobs[arn] = job
+        self._batch_tokens[token] = arn
+        return {"jobArn": arn}
+
+    def _find_batch_job(self, identifier: str) -> FakeBatchJob:
+        job = self.batch_jobs.get(identifier) or next(
+            (j for j in self.batch_jobs.values() if j.arn.endswith("/" + identifier)), None
+        )
+        if job is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find model invocation job {identifier}"
+            )
+        return job
+
+    def _batch_input(self, job: FakeBatchJob) -> list[dict[str, Any]] | str:
+        """The input records, or why the job fails validation."""
+        uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+        bucket, key = self._s3_location(uri)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        except Exception as error:  # moto's NoSuchKey / NoSuchBucket
+            return f"Unable to read the input {uri}: {error}"
+        records = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return f"Line {number} of {uri} is not valid JSON."
+            if not isinstance(record, dict) or "modelInput" not in record:
+                return f"Line {number} of {uri} has no modelInput."
+            records.append(record)
+        if len(records) < BATCH_MIN_RECORDS:
+            return (
+                f"The input has {len(records)} records, fewer than the minimum of "
+                f"{BATCH_MIN_RECORDS} records per batch inference job."
+            )
+        return records
+
+    def _advance_batch_job(self, job: FakeBatchJob) -> None:
+        job.modified = self._now
+        if job.status == "Stopping":
+            job.status, job.end_time = "Stopped", self._now
+            return
+        if job.status not in ("Submitted", "Validating", "InProgress"):
+            return
+        job.polls += 1
+        if job.status == "Submitted":
+            job.status = "Validating"
+            records = self._batch_input(job)
+            if isinstance(records, str):
+                job.status, job.message, job.end_time = "Failed", records, self._now
+                return
+            job.total = len(records)
+        if job.polls >= self.batch_polls_to_finish:
+            self._finish_batch_job(job)
+        elif job.polls > 1:
+            job.status = "InProgress"
+
+    def _finish_batch_job(self, job: FakeBatchJob) -> None:
+        job.end_time = self._now
+        if job.fail_with is not None:
+            job.status, job.message = "Failed", job.fail_with
+            return
+        records = self._batch_input(job)
+        assert not isinstance(records, str), records
+        model_id = job.request["modelId"]
+        lines = []
+        for index, record in enumerate(records):
+            out: dict[str, Any] = {"recordId": record.get("recordId"), **record}
+            if index < job.error_records:
+                out["error"] = {"errorCode": 500, "errorMessage": "Internal server error"}
+            else:
+                try:
+                    body = {**record["modelInput"], "modelId": model_id}
+                    out["modelOutput"] = self._converse(body)
+                except FakeBedrockError as error:
+                    out["error"] = {"errorCode": 400, "errorMessage": error.message}
+            job.errors += "error" in out
+            lines.append(json.dumps(out))
+        job.processed = len(records)
+        job.succeeded = job.processed - job.errors
+        job.status = "PartiallyCompleted" if job.errors else "Completed"
+        input_uri = job.request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"]
+        output_uri = job.request["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
+        bucket, prefix = self._s3_location(output_uri.rstrip("/") + "/")
+        key = f"{prefix}{job.arn.rsplit('/', 1)[-1]}/{input_uri.rsplit('/', 1)[-1]}.out"
+        self.s3.put_object(Bucket=bucket, Key=key, Body="\n".join(lines).encode() + b"\n")
+
+    def _describe_batch_job(self, job: FakeBatchJob) -> dict[str, Any]:
+        asked = job.request
+        out: dict[str, Any] = {
+            "jobArn": job.arn,
+            "jobName": job.name,
+            "modelId": asked["modelId"],
+            "clientRequestToken": job.token,
+            "roleArn": asked["roleArn"],
+            "status": job.status,
+            "submitTime": job.submitted,
+            "lastModifiedTime": job.modified or job.submitted,
+            "inputDataConfig": asked["inputDataConfig"],
+            "outputDataConfig": asked["outputDataConfig"],
+            "timeoutDurationInHours": asked.get("timeoutDurationInHours", 24),
+            "jobExpirationTime": job.submitted
+            + timedelta(hours=asked.get("timeoutDurationInHours", 24)),
+            "modelInvocationType": asked.get("modelInvocationType", "InvokeModel"),
+            "processedRecordCount": job.processed,
+            "successRecordCount": job.succeeded,
+            "errorRecordCount": job.errors,
+        }
+        if job.total is not None:
+            out["totalRecordCount"] = job.total
+        if job.message is not None:
+            out["message"] = job.message
+        if job.end_time is not None:
+            out["endTime"] = job.end_time
+        return out
+
+    def _get_batch_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._find_batch_job(request["jobIdentifier"])
+        self._advance_batch_job(job)
+        return self._describe_batch_job(job)
+
+    def _stop_batch_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._find_batch_job(request["jobIdentifier"])
+        if job.status not in ("Submitted", "Validating", "Scheduled", "InProgress"):
+            raise FakeBedrockError(
+                "ConflictException", f"Job {job.name} is {job.status} and cannot be stopped."
+            )
+        job.status, job.modified = "Stopping", self._now
+        return {}
+
+    def _list_batch_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = [
+            job
+            for job in self.batch_jobs.values()
+            if request.get("nameContains", "") in job.name
+            and request.get("statusEquals", job.status) == job.status
+            and _created_between(job.submitted, request, "submitTimeAfter", "submitTimeBefore")
+        ]
+        jobs.sort(key=lambda job: job.submitted, reverse=request.get("sortOrder") != "Ascending")
+        page, next_token = _page(jobs, request)
+        summaries = [self._describe_batch_job(job) for job in page]
+        out: dict[str, Any] = {"invocationJobSummaries": summaries}
+        if next_token:
+            out["nextToken"] = next_token
+        return out
 
     # -- runtime -----------------------------------------------------------------------
 
