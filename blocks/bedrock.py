@@ -73,6 +73,12 @@ class BedrockDistillationBackend(Block):
             session.client("bedrock-runtime", config=config),
         )
 
+    def ssm_client(self) -> Any | None:
+        """An SSM client, only when the settings publish the serving ARN to a parameter."""
+        if self.settings.ssm_parameter_name is None:
+            return None
+        return self.credentials.get_boto3_session().client("ssm", config=self.boto_config())
+
     def build(self, store: ObjectStore) -> Backend:
         control, runtime = self.clients()
 
@@ -80,5 +86,10 @@ class BedrockDistillationBackend(Block):
             return concurrency(CONVERSE_LIMIT, occupy=1, strict=False)
 
         return BedrockBackend(
-            self.settings, control=control, runtime=runtime, store=store, call_slot=slot
+            self.settings,
+            control=control,
+            runtime=runtime,
+            store=store,
+            call_slot=slot,
+            ssm=self.ssm_client(),
         )
