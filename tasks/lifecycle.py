@@ -68,7 +68,11 @@ def serve_on_stable_deployment(
         backend.delete_deployment(stable.deployment_id)
         stable = None
     if stable is None:
-        token = hashlib.sha256(f"serving:{router}:{model_id}".encode()).hexdigest()
+        # Same router, model and ledger length: a retried task finds the deployment it created;
+        # a later re-creation (after a fallback) gets a new token.
+        entries = len(ChampionRegistry(runtime.store(), router).ledger())
+        seed = f"serving:{router}:{model_id}:{entries}"
+        token = hashlib.sha256(seed.encode()).hexdigest()
         deployment_id = backend.deploy(model_id, name, token, tags)
         _wait_until_active(backend, deployment_id, interval_s, timeout_s)
         logger.info("created stable deployment %s for %s", deployment_id, model_id)
