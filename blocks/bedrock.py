@@ -74,6 +74,12 @@ class BedrockDistillationBackend(Block):
             session.client("bedrock-runtime", config=config),
         )
 
+    def ssm_client(self) -> Any | None:
+        """An SSM client, only when the settings publish the serving ARN to a parameter."""
+        if self.settings.ssm_parameter_name is None:
+            return None
+        return self.credentials.get_boto3_session().client("ssm", config=self.boto_config())
+
     def build(self, store: ObjectStore) -> Backend:
         control, runtime = self.clients()
 
@@ -87,6 +93,7 @@ class BedrockDistillationBackend(Block):
             store=store,
             call_slot=slot,
             bucket_region=lambda: storage_bucket_region(store),
+            ssm=self.ssm_client(),
         )
 
 

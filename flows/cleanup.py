@@ -1,4 +1,5 @@
-"""Crash and cancellation clean-up: delete the deployments a run created and did not promote.
+"""Crash and cancellation clean-up: stop the jobs a run started that still run, and delete the
+deployments it created and did not promote.
 
 The worker or `serve` process runs these hooks when the flow's own process was killed, evicted
 or cancelled, so they rebuild everything from the run's parameters and its journal in storage.
@@ -29,10 +30,16 @@ def run_leftovers(params: DistillParams, run_id: str, runtime: Runtime) -> list[
 
 
 def tear_down_run(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_crashed / on_cancellation: delete what this run created and did not promote."""
+    """on_crashed / on_cancellation: stop its running jobs (StopModelCustomizationJob; one
+    that already ended is skipped), delete what it created and did not promote."""
     params = DistillParams.model_validate(flow_run.parameters)
     runtime = Runtime.for_params(params)
     backend = runtime.backend_client()
+    for job in RunJournal(runtime.store(), str(flow_run.id)).jobs():
+        if backend.stop_job(job.job_id):
+            logger.warning(
+                "run %s ended %s: stopped its job %s", flow_run.id, state.name, job.job_id
+            )
     for deployment_id in run_leftovers(params, str(flow_run.id), runtime):
         backend.delete_deployment(deployment_id)
         logger.warning(

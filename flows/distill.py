@@ -41,7 +41,8 @@ from intent_router.evaluation import (
 from intent_router.gate import GoldenEvidence, decide
 from intent_router.golden import GoldenSet
 from intent_router.inputs import resolve_golden, resolve_traffic
-from intent_router.outcome import PromotionPlan, plan_outcome
+from intent_router.lifecycle import RUN_TAG, resource_tags
+from intent_router.outcome import PromotionPlan, plan_outcome, serve_from
 from intent_router.params import DistillParams
 from intent_router.planning import (
     GenerationPlan,
@@ -92,6 +93,7 @@ from tasks.distill import (
 )
 from tasks.evaluate import evaluate_model
 from tasks.generate import BatchOutput, generate_batch, label_examples
+from tasks.lifecycle import clean_up_rejected_models, publish_serving, serve_on_stable_deployment
 from tasks.preflight import check_run_inputs, preflight
 from tasks.promote import announce, promote_candidate, publish_ledger
 from tasks.runtime import Runtime, code_version
@@ -190,7 +192,7 @@ def distill_router(**parameters: Any) -> RunSummary:
             evaluations = evaluate_all(run, data, candidate, champion)
             candidate = with_cascade(run, data, candidate, evaluations)
             plan = decide_outcome(run, candidate, champion, evaluations)
-            apply_outcome(run, plan, champion)
+            plan = apply_outcome(run, data, plan, champion)
         except BaseException:
             discard_candidate(run, candidate)
             raise
@@ -349,7 +351,7 @@ def ask_approval(run: Run, data: TrainingData) -> State[Any] | None:
 def train_student(run: Run, data: TrainingData) -> JobStatus:
     """Submit the distillation job (idempotent) and wait for it."""
     request = _request(run, data)
-    job_id = submit_distillation(request, run.taxonomy, run.runtime)
+    job_id = submit_distillation(request, run.taxonomy, run.runtime, run.run_id)
     job = wait_for_job(
         job_id, run.runtime, run.params.poll_interval_seconds, run.wait_s, run.router
     )
@@ -362,9 +364,12 @@ def restore_champion(run: Run) -> ChampionRecord | None:
     champion = run.registry.current()
     if champion is None:
         return None
-    return ensure_champion_deployed(
+    restored = ensure_champion_deployed(
         champion, run.runtime, run.params.poll_interval_seconds, run.wait_s
     )
+    if restored.deployment_id != champion.deployment_id:
+        publish_serving(run.router, restored.deployment_id, run.runtime)
+    return restored
 
 
 def deploy_candidate(
@@ -382,7 +387,7 @@ def deploy_candidate(
             request.token,
             run.runtime,
             run_id=run.run_id,
-            tags={"router": run.router, "flow-run-id": run.run_id},
+            tags=_tags(run, data),
         )
         try:
             wait_for_deployment(
@@ -522,12 +527,33 @@ def golden_evidence(
     )
 
 
-def apply_outcome(run: Run, plan: PromotionPlan, champion: ChampionRecord | None) -> None:
-    """Write the champion and ledger, then delete what the plan retires, then announce."""
+def apply_outcome(
+    run: Run, data: TrainingData, plan: PromotionPlan, champion: ChampionRecord | None
+) -> PromotionPlan:
+    """Serve a promoted candidate from the stable deployment, write the champion and ledger,
+    publish where it serves, delete what the plan retires (and rejected models beyond the
+    kept ones), then announce. Returns the plan as applied."""
     if plan.new_champion is not None:
-        promote_candidate(plan.new_champion, run.runtime, note=plan.reason)
+        note = plan.reason
+        if run.backend.stable_deployments:
+            serving = serve_on_stable_deployment(
+                run.router,
+                plan.new_champion.model_id,
+                plan.candidate.deployment_id,
+                run.runtime,
+                tags=_tags(run, data),
+                interval_s=run.params.poll_interval_seconds,
+                timeout_s=run.wait_s,
+            )
+            plan = serve_from(plan, serving.deployment_id)
+            note = f"{plan.reason}; {serving.note}"
+        assert plan.new_champion is not None
+        promote_candidate(plan.new_champion, run.runtime, note=note)
+        publish_serving(run.router, plan.new_champion.deployment_id, run.runtime)
     for retirement in plan.retire:
         delete_deployment(retirement.deployment_id, run.runtime, retirement.reason)
+    if plan.outcome == "rejected":
+        clean_up_rejected_models(run.router, plan.candidate.model_id, run.run_id, run.runtime)
     if plan.announced:
         announce(
             plan.outcome,
@@ -539,6 +565,7 @@ def apply_outcome(run: Run, plan: PromotionPlan, champion: ChampionRecord | None
             previous_champion=champion.model_id if champion else None,
             summary=plan.reason,
         )
+    return plan
 
 
 def discard_candidate(run: Run, candidate: ChampionRecord) -> None:
@@ -741,8 +768,9 @@ def _cache_age(params: DistillParams) -> timedelta:
 
 
 def _request(run: Run, data: TrainingData) -> DistillationRequest:
-    """Job, model name and token derive from the router, the dataset and the backend."""
-    return distillation_request(
+    """Job, model name and token derive from the router, the dataset and the backend; the
+    tags also name the run (not part of the token)."""
+    request = distillation_request(
         router=run.router,
         dataset_sha256=data.train_ref.sha256,
         training_path=data.train_ref.path,
@@ -757,6 +785,11 @@ def _request(run: Run, data: TrainingData) -> DistillationRequest:
         use_prompt_response=run.params.invocation_logs_use_responses,
         request_metadata=run.params.traffic_request_metadata,
     )
+    return request.model_copy(update={"tags": {**request.tags, RUN_TAG: run.run_id}})
+
+
+def _tags(run: Run, data: TrainingData) -> dict[str, str]:
+    return resource_tags(run.router, run.run_id, data.train_ref.sha256)
 
 
 def _generate_batches(run: Run, plan: GenerationPlan) -> tuple[list[BatchOutput], int, int]:

@@ -70,6 +70,14 @@ class DeploymentFailed(RouterDistillError):
         super().__init__(f"deployment {deployment_id} failed: {self.failure_message}")
 
 
+class DeploymentUpdateRefused(RouterDistillError):
+    """The service would not swap the deployment's model (ValidationException)."""
+
+    def __init__(self, deployment_id: str, message: str) -> None:
+        self.deployment_id = deployment_id
+        super().__init__(f"deployment {deployment_id} cannot be updated: {message}")
+
+
 class DeploymentNotFound(RouterDistillError):
     """The deployment does not exist (never created, or deleted)."""
 

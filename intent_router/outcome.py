@@ -115,3 +115,24 @@ def plan_outcome(
     )
     stale = _retire([d for d in history if d != own], keep=serving, superseded=None)
     return PromotionPlan(outcome=outcome, reason=reason, retire=(*discard, *stale), **common)
+
+
+def serve_from(plan: PromotionPlan, deployment_id: str) -> PromotionPlan:
+    """A promotion served from `deployment_id` (the router's stable deployment): the champion
+    record names it, it is never retired, and the candidate's own deployment is retired."""
+    if plan.new_champion is None:
+        raise ValueError(f"a {plan.outcome} plan has no champion to serve")
+    own = plan.candidate.deployment_id
+    retire = [r for r in plan.retire if r.deployment_id != deployment_id]
+    if own != deployment_id and all(r.deployment_id != own for r in retire):
+        retire.append(
+            Retirement(deployment_id=own, reason="candidate's deployment: the stable one serves")
+        )
+    moved = {"deployment_id": deployment_id}
+    return plan.model_copy(
+        update={
+            "candidate": plan.candidate.model_copy(update=moved),
+            "new_champion": plan.new_champion.model_copy(update=moved),
+            "retire": tuple(retire),
+        }
+    )

@@ -11,6 +11,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict
 
 from intent_router.backends.base import DistillationRequest
+from intent_router.lifecycle import DATASET_TAG, PRODUCT, PRODUCT_TAG, ROUTER_TAG
 from intent_router.params import DistillParams
 from intent_router.synthesis import BatchSpec, plan_batches, plan_cells
 from intent_router.taxonomy import Taxonomy
@@ -127,7 +128,7 @@ def distillation_request(
         output_prefix=f"{output_prefix.rstrip('/')}/{short}",
         dataset_sha256=dataset_sha256,
         signals=taxonomy.signal_names,
-        tags={"router": router, "dataset": dataset_sha256[:16], "product": "router-distill"},
+        tags={PRODUCT_TAG: PRODUCT, ROUTER_TAG: router, DATASET_TAG: dataset_sha256},
         mode=mode,
         response_tokens=response_tokens,
         invocation_logs_uri=invocation_logs_uri,

@@ -12,6 +12,7 @@ from typing import Any
 
 from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eval, run_monitor
 from router_distill.golden_cli import add_golden_parser, golden_check
+from router_distill.janitor_cli import add_janitor_parser, run_janitor
 from router_distill.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -200,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_monitor_parser(sub)
     add_golden_parser(sub)
+    add_janitor_parser(sub)
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -836,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_monitor(args)
     if args.command == "golden":
         return golden_check(args)
+    if args.command == "janitor":
+        return run_janitor(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)

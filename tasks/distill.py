@@ -28,6 +28,7 @@ from intent_router.backends.base import (
 from intent_router.errors import (
     DeploymentFailed,
     DeploymentNotFound,
+    DeploymentUpdateRefused,
     DistillationJobFailed,
     WaitTimeout,
 )
@@ -92,11 +93,29 @@ def poll_until(
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_if_transient,
 )
-def submit_distillation(request: DistillationRequest, taxonomy: Taxonomy, runtime: Runtime) -> str:
-    """Start the distillation job, or find the one this request already started."""
-    job_id = runtime.backend_client().start_distillation(request, taxonomy)
-    get_run_logger().info("distillation job %s (token %s)", job_id, request.token)
-    return job_id
+def submit_distillation(
+    request: DistillationRequest, taxonomy: Taxonomy, runtime: Runtime, run_id: str = "local"
+) -> str:
+    """Start the distillation job, or find the one this request already started; a job that
+    ended Failed or Stopped gets a new attempt. The job goes into the run's journal (so a
+    cancelled or crashed run stops it), with its attempt number and how earlier ones ended."""
+    logger = get_run_logger()
+    submission = runtime.backend_client().start_distillation(request, taxonomy)
+    RunJournal(runtime.store(), run_id).record_job(submission)
+    for earlier in submission.earlier:
+        logger.warning(
+            "earlier attempt %s ended %s: %s",
+            earlier.job_id,
+            earlier.state,
+            earlier.failure_message or "no failure message",
+        )
+    logger.info(
+        "distillation job %s (%s, attempt %d)",
+        submission.job_id,
+        submission.job_name,
+        submission.attempt,
+    )
+    return submission.job_id
 
 
 @task(
@@ -124,14 +143,19 @@ def wait_for_job(
         logger.info("job %s: %s (%s)", job_id, status.state, details or "no details")
         update_progress_artifact(artifact_id=cast(UUID, artifact), progress=job_progress(status))
 
-    status = poll_until(
-        lambda: backend.job_status(job_id),
-        lambda s: s.state.terminal,
-        interval_s=interval_s,
-        timeout_s=timeout_s,
-        what=f"distillation job {job_id}",
-        on_status=report,
-    )
+    try:
+        status = poll_until(
+            lambda: backend.job_status(job_id),
+            lambda s: s.state.terminal,
+            interval_s=interval_s,
+            timeout_s=timeout_s,
+            what=f"distillation job {job_id}",
+            on_status=report,
+        )
+    except WaitTimeout:
+        if backend.stop_job(job_id):  # nothing paid keeps running after the run gave up
+            logger.warning("stopped job %s: the wait timed out", job_id)
+        raise
     assert isinstance(status, JobStatus)
     if status.state != JobState.COMPLETED:
         raise DistillationJobFailed(job_id, status.state, status.failure_message)
@@ -194,6 +218,52 @@ def _wait_until_active(
     return status
 
 
+def swap_model(
+    backend: Backend,
+    deployment_id: str,
+    model_id: str,
+    interval_s: float,
+    timeout_s: float,
+    tags: dict[str, str] | None = None,
+) -> DeploymentStatus:
+    """Make the deployment serve `model_id` (UpdateCustomModelDeployment) and wait until the
+    update completed; an update already running is waited for first. DeploymentFailed with the
+    service's message if the update failed; DeploymentUpdateRefused if the service does not
+    allow it."""
+    status = backend.deployment_status(deployment_id)
+    if status.update_status == "Updating":
+        status = _wait_for_update(backend, deployment_id, interval_s, timeout_s)
+    if status.model_id != model_id:
+        backend.update_deployment(deployment_id, model_id, tags)
+        status = _wait_for_update(backend, deployment_id, interval_s, timeout_s)
+    if status.model_id != model_id:
+        raise DeploymentFailed(
+            deployment_id, f"update to {model_id} failed: {status.failure_message}"
+        )
+    return status
+
+
+def _wait_for_update(
+    backend: Backend, deployment_id: str, interval_s: float, timeout_s: float
+) -> DeploymentStatus:
+    logger = get_run_logger()
+
+    def report(status: JobStatus | DeploymentStatus) -> None:
+        assert isinstance(status, DeploymentStatus)
+        logger.info("deployment %s: update %s", deployment_id, status.update_status)
+
+    status = poll_until(
+        lambda: backend.deployment_status(deployment_id),
+        lambda s: isinstance(s, DeploymentStatus) and s.update_status != "Updating",
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+        what=f"update of deployment {deployment_id}",
+        on_status=report,
+    )
+    assert isinstance(status, DeploymentStatus)
+    return status
+
+
 @task(
     name="delete-deployment",
     retries=RETRIES,
@@ -227,9 +297,25 @@ def ensure_champion_deployed(
     logger = get_run_logger()
     backend = runtime.backend_client()
     try:
-        if backend.deployment_status(champion.deployment_id).state == DeploymentState.ACTIVE:
+        found = backend.deployment_status(champion.deployment_id)
+        serves = found.model_id == champion.model_id and found.update_status != "Updating"
+        if found.state == DeploymentState.ACTIVE and (serves or not backend.stable_deployments):
             return champion
         reason = f"deployment {champion.deployment_id} is not Active"
+        if found.state == DeploymentState.ACTIVE:  # e.g. after a rollback: swap the model back
+            logger.warning(
+                "deployment %s serves %s, not the champion %s; swapping it back",
+                champion.deployment_id,
+                found.update_model_id if found.update_status == "Updating" else found.model_id,
+                champion.model_id,
+            )
+            try:
+                swap_model(
+                    backend, champion.deployment_id, champion.model_id, interval_s, timeout_s
+                )
+                return champion
+            except DeploymentUpdateRefused as refused:
+                reason = str(refused)
     except DeploymentNotFound:
         reason = f"deployment {champion.deployment_id} no longer exists"
     registry = ChampionRegistry(runtime.store(), champion.router)

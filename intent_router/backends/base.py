@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,9 @@ from intent_router.errors import UserInputError
 from intent_router.pricing import BackendLimits, LabellingPath, ModelPrice
 from intent_router.taxonomy import Taxonomy
 from intent_router.training_modes import TrainingMode
+
+if TYPE_CHECKING:
+    from intent_router.lifecycle import TaggedResource
 
 
 class JobState(StrEnum):
@@ -59,6 +62,11 @@ class DeploymentStatus(BaseModel):
     model_id: str
     failure_message: str | None = None
     tags: dict[str, str] = Field(default_factory=dict, description="e.g. router and run id.")
+    update_status: str | None = Field(
+        default=None,
+        description="Of the last model swap: Updating, UpdateCompleted or UpdateFailed.",
+    )
+    update_model_id: str | None = Field(default=None, description="The model being swapped in.")
 
 
 class DistillationRequest(BaseModel):
@@ -90,6 +98,19 @@ class DistillationRequest(BaseModel):
     request_metadata: dict[str, str] = Field(
         default_factory=dict,
         description="distill-invocation-logs: only logged requests with these metadata pairs.",
+    )
+
+
+class JobSubmission(BaseModel):
+    """The job a submission started or found, and the earlier attempts that ended badly."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    job_name: str
+    attempt: int = 1
+    earlier: tuple[JobStatus, ...] = Field(
+        default=(), description="Earlier attempts that ended Failed or Stopped, oldest first."
     )
 
 
@@ -172,8 +193,9 @@ class Backend(Protocol):
     def teacher_fingerprint(self, taxonomy: Taxonomy) -> TeacherFingerprint:
         """What makes this teacher's labels differ from another's (for cache keys)."""
 
-    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
-        """Start (or find, by token) the distillation job; return its id."""
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> JobSubmission:
+        """Start (or find, by name and token) the distillation job. A job that ended Failed or
+        Stopped gets a new attempt (new name and token) instead of being reused."""
 
     def job_status(self, job_id: str) -> JobStatus: ...
 
@@ -206,6 +228,31 @@ class Backend(Protocol):
         self, deployment_id: str, role: str, name: str, prompt: str = "student"
     ) -> ModelTarget:
         """A target that invokes a deployed custom model with the prompt it was trained on."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    stable_deployments: bool  # promotion swaps the model of one deployment per router
+
+    @property
+    def keep_rejected_models(self) -> int | None:
+        """Rejected candidates' models kept per router; None: never deleted."""
+
+    def stop_job(self, job_id: str) -> bool:
+        """Stop a running job; False if it had already ended (or is gone)."""
+
+    def delete_model(self, model_id: str) -> None:
+        """Delete a trained model (one already gone is fine)."""
+
+    def update_deployment(
+        self, deployment_id: str, model_id: str, tags: dict[str, str] | None = None
+    ) -> None:
+        """Start swapping the deployment's model; DeploymentUpdateRefused if the service
+        does not allow it."""
+
+    def publish_serving(self, router: str, deployment_id: str) -> None:
+        """Publish where the router's champion serves (e.g. an SSM parameter), if configured."""
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        """Jobs still running, models and deployments tagged by this product (janitor)."""
 
     def artifact_uri(self, model_id: str) -> str | None:
         """Where the trained model lives (a URI or ARN), for reports and links."""

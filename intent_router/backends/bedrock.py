@@ -27,6 +27,7 @@ from intent_router.backends.base import (
     Invocation,
     JobState,
     JobStatus,
+    JobSubmission,
     LabelResult,
     ModelTarget,
     SetupCheck,
@@ -44,10 +45,20 @@ from intent_router.backends.bedrock_validation import validate_request
 from intent_router.errors import (
     TRANSIENT_AWS_CODES,
     DeploymentNotFound,
+    DeploymentUpdateRefused,
+    DistillationJobFailed,
     ModelArtifactError,
     RouterOutputError,
     TransientBackendError,
     UserInputError,
+)
+from intent_router.lifecycle import (
+    DEFAULT_KEEP_REJECTED,
+    PRODUCT,
+    PRODUCT_TAG,
+    TaggedResource,
+    attempt_request,
+    ssm_parameter_for,
 )
 from intent_router.pricing import (
     BEDROCK_NOVA_LIMITS,
@@ -189,6 +200,29 @@ class BedrockSettings(BaseModel):
     batch_poll_interval_seconds: float = Field(
         default=60, ge=1, le=3600, description="Seconds between batch job status calls."
     )
+    # lifecycle
+    keep_rejected_models: int = Field(
+        default=DEFAULT_KEEP_REJECTED,
+        ge=0,
+        le=100,
+        description="Custom models of rejected candidates kept per router (the newest); older "
+        "ones are deleted after the run (storage is billed while a model exists).",
+    )
+    max_job_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per dataset: a Failed or Stopped job gets a new attempt "
+        "(name suffix -a2, -a3, ...) on the next run, up to this many.",
+    )
+    ssm_parameter_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1011,
+        pattern=r"^[a-zA-Z0-9_.\-/{}]+$",
+        description="Also publish the stable deployment ARN to this SSM parameter on promotion; "
+        "'{router}' is replaced by the router name, e.g. /router-distill/{router}/deployment-arn.",
+    )
 
     @field_validator("role_arn", "batch_role_arn", mode="before")
     @classmethod
@@ -239,6 +273,7 @@ class BedrockBackend:
     paid = True
     default_training_mode = TrainingMode.DISTILL_PROMPTS
     training_modes = frozenset(TrainingMode)
+    stable_deployments = True
 
     def __init__(
         self,
@@ -250,10 +285,12 @@ class BedrockBackend:
         call_slot: Callable[[], AbstractContextManager[Any]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         bucket_region: Callable[[], tuple[str, str] | None] | None = None,
+        ssm: Any | None = None,
     ) -> None:
         self.settings = settings
         self.control = control
         self.runtime = runtime
+        self.ssm = ssm  # only needed with settings.ssm_parameter_name
         self.store = store
         self.call_slot = call_slot or nullcontext
         self.sleep = sleep
@@ -449,21 +486,81 @@ class BedrockBackend:
             "customizationConfig": {"distillationConfig": {"teacherModelConfig": teacher}},
         }
 
-    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
-        """Reuse the job with this name if it exists; otherwise create it (idempotent token)."""
-        try:
-            existing = self._call(
-                self.control, "get_model_customization_job", jobIdentifier=request.job_name
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> JobSubmission:
+        """Reuse the job of the first attempt that is InProgress or Completed (with its model
+        still there); an attempt that ended Failed or Stopped (or whose model is gone) moves
+        on to the next (`attempt_request`); the first name not found is created."""
+        earlier: list[JobStatus] = []
+        for attempt in range(1, self.settings.max_job_attempts + 1):
+            current = attempt_request(request, attempt)
+            job = self._find_job(current.job_name)
+            if job is None:
+                response = self._call(
+                    self.control, "create_model_customization_job", **self.job_request(current)
+                )
+                return JobSubmission(
+                    job_id=str(response["jobArn"]),
+                    job_name=current.job_name,
+                    attempt=attempt,
+                    earlier=tuple(earlier),
+                )
+            ended = self._ended(job)
+            if ended is None:
+                logger.info("reusing distillation job %s (attempt %d)", job["jobArn"], attempt)
+                self._tag(str(job["jobArn"]), current.tags)
+                return JobSubmission(
+                    job_id=str(job["jobArn"]),
+                    job_name=current.job_name,
+                    attempt=attempt,
+                    earlier=tuple(earlier),
+                )
+            earlier.append(ended)
+            logger.warning(
+                "distillation job %s (attempt %d) ended %s: %s; trying attempt %d",
+                current.job_name,
+                attempt,
+                ended.state,
+                ended.failure_message or "no failure message",
+                attempt + 1,
             )
-            logger.info("reusing distillation job %s", existing["jobArn"])
-            return str(existing["jobArn"])
+        last = earlier[-1]
+        raise DistillationJobFailed(
+            last.job_id,
+            last.state,
+            f"{len(earlier)} attempts ended badly (max_job_attempts="
+            f"{self.settings.max_job_attempts}); last: {last.failure_message}",
+        )
+
+    def _find_job(self, name: str) -> dict[str, Any] | None:
+        try:
+            job: dict[str, Any] = self._call(
+                self.control, "get_model_customization_job", jobIdentifier=name
+            )
         except ClientError as error:
             if _code(error) != "ResourceNotFoundException":
                 raise
-        response = self._call(
-            self.control, "create_model_customization_job", **self.job_request(request)
+            return None
+        return job
+
+    def _ended(self, job: dict[str, Any]) -> JobStatus | None:
+        """None if the job can be reused; else how it ended (a new attempt is needed)."""
+        state = JobState(job["status"])
+        failure = job.get("failureMessage")
+        if state == JobState.IN_PROGRESS:
+            return None
+        if state == JobState.COMPLETED:
+            model_arn = job.get("outputModelArn")
+            try:
+                if model_arn:
+                    self.check_model(model_arn)
+                return None
+            except ModelArtifactError as gone:
+                state, failure = JobState.FAILED, str(gone)
+        elif state == JobState.STOPPING:  # ends Stopped
+            state = JobState.STOPPED
+        return JobStatus(
+            job_id=str(job["jobArn"]), state=state, failure_message=failure or state.value
         )
-        return str(response["jobArn"])
 
     def job_status(self, job_id: str) -> JobStatus:
         """The job's state; Completed only once its custom model is Active."""
@@ -526,6 +623,7 @@ class BedrockBackend:
     def deploy(
         self, model_id: str, name: str, token: str, tags: dict[str, str] | None = None
     ) -> str:
+        self._tag(model_id, tags or {})  # the model belongs to the run that deploys it now
         response = self._call(
             self.control,
             "create_custom_model_deployment",
@@ -544,11 +642,14 @@ class BedrockBackend:
             if _code(error) == "ResourceNotFoundException":
                 raise DeploymentNotFound(deployment_id) from None
             raise
+        update = found.get("updateDetails") or {}
         return DeploymentStatus(
-            deployment_id=deployment_id,
+            deployment_id=found.get("customModelDeploymentArn", deployment_id),
             state=DeploymentState(found["status"]),
             model_id=found["modelArn"],
             failure_message=found.get("failureMessage"),
+            update_status=update.get("updateStatus"),
+            update_model_id=update.get("modelArn"),
         )
 
     def delete_deployment(self, deployment_id: str) -> None:
@@ -562,6 +663,127 @@ class BedrockBackend:
             if _code(error) != "ResourceNotFoundException":
                 raise
             logger.info("deployment %s was already gone", deployment_id)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def keep_rejected_models(self) -> int | None:
+        return self.settings.keep_rejected_models
+
+    def _tag(self, arn: str, tags: dict[str, str]) -> None:
+        """Set (overwrite) tags on a resource, e.g. the run id of the run that reuses it."""
+        if tags:
+            self._call(
+                self.control,
+                "tag_resource",
+                resourceARN=arn,
+                tags=[{"key": k, "value": v} for k, v in tags.items()],
+            )
+
+    def stop_job(self, job_id: str) -> bool:
+        try:
+            self._call(self.control, "stop_model_customization_job", jobIdentifier=job_id)
+        except ClientError as error:
+            if _code(error) not in ("ConflictException", "ResourceNotFoundException"):
+                raise
+            logger.info("job %s was not stopped (%s): it had ended", job_id, _code(error))
+            return False
+        logger.warning("stopped distillation job %s", job_id)
+        return True
+
+    def delete_model(self, model_id: str) -> None:
+        try:
+            self._call(self.control, "delete_custom_model", modelIdentifier=model_id)
+        except ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
+            logger.info("custom model %s was already gone", model_id)
+
+    def update_deployment(
+        self, deployment_id: str, model_id: str, tags: dict[str, str] | None = None
+    ) -> None:
+        try:
+            self._call(
+                self.control,
+                "update_custom_model_deployment",
+                customModelDeploymentIdentifier=deployment_id,
+                modelArn=model_id,
+            )
+        except ClientError as error:
+            if _code(error) != "ValidationException":
+                raise
+            message = str(error.response.get("Error", {}).get("Message", ""))
+            raise DeploymentUpdateRefused(deployment_id, message) from None
+        self._tag(deployment_id, tags or {})
+
+    def publish_serving(self, router: str, deployment_id: str) -> None:
+        template = self.settings.ssm_parameter_name
+        if template is None:
+            return
+        if self.ssm is None:
+            raise ValueError("ssm_parameter_name is set but the backend has no SSM client")
+        name = ssm_parameter_for(template, router)
+        self.ssm.put_parameter(Name=name, Value=deployment_id, Type="String", Overwrite=True)
+        logger.info("SSM parameter %s = %s", name, deployment_id)
+
+    def _pages(self, method: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a List* call, following nextToken (through `_call`)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._call(self.control, method, **params)
+            items += page.get(key, [])
+            token = page.get("nextToken")
+            if not token:
+                return items
+            params = {**params, "nextToken": token}
+
+    def _tags_of(self, arn: str) -> dict[str, str] | None:
+        try:
+            found = self._call(self.control, "list_tags_for_resource", resourceARN=arn)
+        except ClientError as error:
+            if _code(error) != "ResourceNotFoundException":
+                raise
+            return None  # deleted meanwhile
+        return {t["key"]: t["value"] for t in found.get("tags", [])}
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        """Running jobs, custom models and deployments with this product's tag."""
+        listed: list[tuple[str, str, str, str, str | None]] = []
+        for job in self._pages(
+            "list_model_customization_jobs",
+            "modelCustomizationJobSummaries",
+            statusEquals="InProgress",
+        ):
+            listed.append(("job", job["jobArn"], job["jobName"], job["status"], None))
+        for model in self._pages("list_custom_models", "modelSummaries"):
+            status = str(model.get("modelStatus", "Active"))
+            listed.append(("model", model["modelArn"], model["modelName"], status, None))
+        for d in self._pages("list_custom_model_deployments", "modelDeploymentSummaries"):
+            listed.append(
+                (
+                    "deployment",
+                    d["customModelDeploymentArn"],
+                    d["customModelDeploymentName"],
+                    d["status"],
+                    d["modelArn"],
+                )
+            )
+        out = []
+        for kind, arn, name, status, model_arn in listed:
+            tags = self._tags_of(arn)
+            if tags is not None and tags.get(PRODUCT_TAG) == PRODUCT:
+                out.append(
+                    TaggedResource.model_validate(
+                        {
+                            "kind": kind,
+                            "arn": arn,
+                            "name": name,
+                            "status": status,
+                            "tags": tags,
+                            "model_arn": model_arn,
+                        }
+                    )
+                )
+        return out
 
     # -- inference ---------------------------------------------------------------------------
     def invoke(

@@ -14,6 +14,12 @@ from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
 from intent_router.backends.bedrock_batch import batch_labelling_request_example
 from intent_router.backends.bedrock_validation import request_violations
 from intent_router.dataset import content_hash, render_jsonl, training_record
+from intent_router.lifecycle import (
+    RUN_TAG,
+    attempt_request,
+    resource_tags,
+    stable_deployment_name,
+)
 from intent_router.params import DistillParams
 from intent_router.planning import distillation_request, plan_generation
 from intent_router.preflight import CostEstimate, cost_inputs, estimate_cost
@@ -111,7 +117,7 @@ def request_plan(
         if mode is TrainingMode.DISTILL_INVOCATION_LOGS
         else None
     )
-    request: DistillationRequest = distillation_request(
+    planned: DistillationRequest = distillation_request(
         router=router,
         dataset_sha256=sha,
         training_path=train_path,
@@ -126,6 +132,9 @@ def request_plan(
         use_prompt_response=params.invocation_logs_use_responses,
         request_metadata=params.traffic_request_metadata,
     )
+    run_id = "0b5ee7e2-5a46-4b1e-9c3e-6f1d2a7b8c90"  # example flow-run id
+    tags = resource_tags(router, run_id, sha)
+    request = planned.model_copy(update={"tags": {**planned.tags, RUN_TAG: run_id}})
     model_arn = (
         f"arn:aws:bedrock:{settings.region_name}:123456789012:custom-model/"
         f"{settings.student_base_model_id}/abcdef123456"
@@ -185,8 +194,9 @@ def request_plan(
         (
             control,
             "GetModelCustomizationJob",
-            f"1 lookup + up to {polls:,} polls",
-            "find an existing job by name; then poll status",
+            f"1 lookup per earlier attempt + up to {polls:,} polls",
+            "find an existing job by name (a Failed/Stopped one moves on to -a2, -a3, ...); "
+            "then poll status",
             {"jobIdentifier": request.job_name},
         ),
         (
@@ -208,7 +218,7 @@ def request_plan(
             "CreateCustomModelDeployment",
             "0 or 1",
             "on-demand deployment",
-            backend.deployment_request(model_arn, request.model_name, request.token),
+            backend.deployment_request(model_arn, request.model_name, request.token, tags),
         ),
         (
             control,
@@ -229,8 +239,40 @@ def request_plan(
             control,
             "DeleteCustomModelDeployment",
             "0 to 2",
-            "rejected candidate, or superseded champion after promotion",
+            "rejected candidate, or the candidate's own deployment after promotion",
             {"customModelDeploymentIdentifier": deployment_arn},
+        ),
+        # lifecycle
+        (
+            control,
+            "UpdateCustomModelDeployment",
+            "0 or 1 (on promotion, once the stable deployment exists)",
+            f"swap the model of {stable_deployment_name(router)}: the serving ARN stays",
+            {"customModelDeploymentIdentifier": deployment_arn, "modelArn": model_arn},
+        ),
+        (
+            control,
+            "TagResource",
+            "0 to 3",
+            "re-tag a reused job, model or stable deployment with this run",
+            {
+                "resourceARN": deployment_arn,
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            },
+        ),
+        (
+            control,
+            "StopModelCustomizationJob",
+            "0 or 1 (wait timeout, cancellation or crash)",
+            "nothing keeps training after the run gave up",
+            {"jobIdentifier": attempt_request(request, 2).job_name},
+        ),
+        (
+            control,
+            "DeleteCustomModel",
+            f"0 or more (rejected: beyond the newest {settings.keep_rejected_models})",
+            "rejected candidates' models (never the champion's or a ledger model)",
+            {"modelIdentifier": model_arn},
         ),
     ]
     out = []
@@ -294,6 +336,10 @@ def compare_modes(estimates: dict[TrainingMode, CostEstimate]) -> list[dict[str,
         row: dict[str, Any] = {"cost": label}
         row.update({mode.value: cell(e, prefix) for mode, e in estimates.items()})
         rows.append(row)
+    rows.append(
+        {"cost": "training tokens per epoch"}
+        | {mode.value: f"{e.training_tokens:,}" for mode, e in estimates.items()}
+    )
     rows.append(
         {"cost": "pipeline Converse calls for training records"}
         | {mode.value: f"{e.pipeline_training_labels:,}" for mode, e in estimates.items()}

@@ -23,6 +23,7 @@ from intent_router.backends.base import (
     Invocation,
     JobState,
     JobStatus,
+    JobSubmission,
     LabelResult,
     ModelTarget,
     SetupCheck,
@@ -37,6 +38,7 @@ from intent_router.errors import (
     RouterOutputError,
     UserInputError,
 )
+from intent_router.lifecycle import TaggedResource
 from intent_router.pricing import (
     LOCAL_LIMITS,
     LabellingPath,
@@ -110,6 +112,8 @@ class LocalBackend:
     # distill-prompts: the local "job" has the local teacher answer the prompts, as Bedrock's
     # job has its teacher answer them. Invocation logs are a Bedrock feature.
     training_modes = frozenset({TrainingMode.FINE_TUNE_LABELLED, TrainingMode.DISTILL_PROMPTS})
+    stable_deployments = False  # each champion keeps the deployment it was evaluated on
+    keep_rejected_models: int | None = None  # local artifacts cost nothing; a re-run reuses them
 
     def __init__(self, store: ObjectStore, *, l2: float = 1e-6, max_iterations: int = 300) -> None:
         self.store = store
@@ -135,16 +139,17 @@ class LocalBackend:
     def _job_path(self, job_id: str) -> str:
         return f"jobs/{job_id}.json"
 
-    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> str:
+    def start_distillation(self, request: DistillationRequest, taxonomy: Taxonomy) -> JobSubmission:
         job_id = f"local-job-{_short_hash(request.token)}"
+        submission = JobSubmission(job_id=job_id, job_name=request.job_name)
         with self._lock:
             existing = self.store.read(self._job_path(job_id))
             if existing is not None:
                 logger.info("distillation job %s already exists; reusing it", job_id)
-                return job_id
+                return submission
             status = self._train(job_id, request, taxonomy)
             self.store.write(self._job_path(job_id), status.model_dump_json(indent=2).encode())
-        return job_id
+        return submission
 
     def _train(self, job_id: str, request: DistillationRequest, taxonomy: Taxonomy) -> JobStatus:
         details = {
@@ -394,3 +399,35 @@ class LocalBackend:
             prompt=prompt,
             priced_as=STUDENT_PRICED_AS,
         )
+
+    # -- lifecycle: local jobs finish inside start_distillation and cost nothing -------------
+    def stop_job(self, job_id: str) -> bool:
+        return False
+
+    def delete_model(self, model_id: str) -> None:
+        logger.debug("local model %s kept (local artifacts cost nothing)", model_id)
+
+    def update_deployment(
+        self, deployment_id: str, model_id: str, tags: dict[str, str] | None = None
+    ) -> None:
+        """Point a local deployment at another model (the swap completes at once)."""
+        current = self.deployment_status(deployment_id)
+        swapped = current.model_copy(
+            update={
+                "model_id": model_id,
+                "tags": {**current.tags, **(tags or {})},
+                "update_status": "UpdateCompleted",
+                "update_model_id": model_id,
+            }
+        )
+        with self._lock:
+            self.store.write(
+                self._deployment_path(deployment_id), swapped.model_dump_json(indent=2).encode()
+            )
+            self._students.pop(deployment_id, None)
+
+    def publish_serving(self, router: str, deployment_id: str) -> None:
+        return None
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return []  # nothing paid: the janitor has nothing to clean

@@ -27,6 +27,10 @@ OPERATIONS = [
     "CreateCustomModelDeployment",
     "GetCustomModelDeployment",
     "DeleteCustomModelDeployment",
+    "UpdateCustomModelDeployment",
+    "TagResource",
+    "StopModelCustomizationJob",
+    "DeleteCustomModel",
 ]
 
 
@@ -42,7 +46,7 @@ def test_dry_run_prints_a_complete_valid_plan_and_calls_nothing(
     assert code == 0, out
     for operation in OPERATIONS:
         assert f" {operation} x " in out, operation
-    assert "INVALID" not in out and out.count("[valid]") == 9
+    assert "INVALID" not in out and out.count("[valid]") == 13
     assert '"customizationType": "DISTILLATION"' in out
     assert "Total this run (priced lines): $" in out
     # The same run in each mode, side by side: distill-prompts pays no training label.

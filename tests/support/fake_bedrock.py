@@ -236,6 +236,9 @@ class FakeDeployment:
     updated: datetime | None = None
     failure_message: str | None = None
     deleted: bool = False
+    update_model_arn: str | None = None  # lifecycle: the model an update swaps in
+    update_status: str | None = None  # Updating | UpdateCompleted | UpdateFailed
+    update_polls: int = 0
 
 
 @dataclass
@@ -351,6 +354,23 @@ class FakeBedrockControl(_FakeClient):
     def list_model_invocation_jobs(self, **params: Any) -> dict[str, Any]:
         return self._call("list_model_invocation_jobs", params, self._fake._list_batch_jobs)
 
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def update_custom_model_deployment(self, **params: Any) -> dict[str, Any]:
+        return self._call("update_custom_model_deployment", params, self._fake._update_deployment)
+
+    def delete_custom_model(self, **params: Any) -> dict[str, Any]:
+        return self._call("delete_custom_model", params, self._fake._delete_model)
+
+    def list_custom_models(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_custom_models", params, self._fake._list_models)
+
+    def list_tags_for_resource(self, **params: Any) -> dict[str, Any]:
+        return self._call("list_tags_for_resource", params, self._fake._list_tags)
+
+    def tag_resource(self, **params: Any) -> dict[str, Any]:
+        return self._call("tag_resource", params, self._fake._tag_resource)
+
 
 class FakeBedrockRuntime(_FakeClient):
     """The `bedrock-runtime` client: Converse only."""
@@ -368,7 +388,11 @@ class FakeBedrock:
     `fail_job_with` is set at creation), `model_polls_to_active` get_custom_model calls
     until the model is Active, `deployment_polls_to_active` get calls until a deployment
     is Active (or Failed with `fail_deployment_with`). 0 means done at once.
-    Inspect `calls`, `jobs`, `models`, `deployments` (live) and `deleted_deployments`.
+    Lifecycle: `deployment_polls_to_update` get calls until an update is UpdateCompleted (or
+    UpdateFailed with `fail_update_with`); `refuse_update_with` makes UpdateCustomModelDeployment
+    raise ValidationException with that message (a service that does not allow the update).
+    Inspect `calls`, `jobs`, `models`, `deployments` (live), `deleted_deployments`,
+    `deleted_models` and `tags` (ARN -> [{key, value}]).
     """
 
     def __init__(
@@ -384,6 +408,9 @@ class FakeBedrock:
         fail_batch_with: str | None = None,
         batch_error_records: int = 0,
         s3: Any = None,
+        deployment_polls_to_update: int = 2,
+        fail_update_with: str | None = None,
+        refuse_update_with: str | None = None,
         latency_ms: int = 300,
         region: str = REGION,
         account_id: str = ACCOUNT_ID,
@@ -398,6 +425,9 @@ class FakeBedrock:
         self.fail_batch_with = fail_batch_with
         self.batch_error_records = batch_error_records
         self.s3 = s3  # a boto3 S3 client (moto): batch jobs read their input and write output
+        self.deployment_polls_to_update = deployment_polls_to_update
+        self.fail_update_with = fail_update_with
+        self.refuse_update_with = refuse_update_with
         self.latency_ms = latency_ms
         self.region = region
         self.account_id = account_id
@@ -412,6 +442,8 @@ class FakeBedrock:
         """Reads an s3:// URI (tests wire it to moto), so a job can read its training file."""
         self.batch_jobs: dict[str, FakeBatchJob] = {}
         self._batch_tokens: dict[str, str] = {}
+        self.deleted_models: dict[str, FakeCustomModel] = {}
+        self.tags: dict[str, list[dict[str, str]]] = {}
         self._job_tokens: dict[str, str] = {}
         self._deployment_tokens: dict[str, str] = {}
         self._injected: dict[str, list[tuple[str, str]]] = {}
@@ -606,6 +638,7 @@ class FakeBedrock:
             fail_with=self.fail_job_with,
         )
         self.jobs[arn] = job
+        self.tags[arn] = list(request.get("jobTags", []))
         self._job_tokens[token] = arn
         if self.job_polls_to_finish <= 0:
             self._finish_job(job)
@@ -700,6 +733,7 @@ class FakeBedrock:
         if self.model_polls_to_active <= 0:
             model.status = "Active"
         self.models[model_arn] = model
+        self.tags[model_arn] = list(job.request.get("customModelTags", []))
 
     # -- teacher inference inside a distillation job ------------------------------------------
 
@@ -882,6 +916,7 @@ class FakeBedrock:
             tags=request.get("tags", []),
         )
         self.deployments[arn] = deployment
+        self.tags[arn] = list(request.get("tags", []))
         self._deployment_tokens[token] = arn
         if self.deployment_polls_to_active <= 0:
             self._finish_deployment(deployment)
@@ -902,6 +937,7 @@ class FakeBedrock:
             deployment.updated = self._now
             if deployment.polls >= self.deployment_polls_to_active:
                 self._finish_deployment(deployment)
+        self._advance_update(deployment)
         out: dict[str, Any] = {
             "customModelDeploymentArn": deployment.arn,
             "modelDeploymentName": deployment.name,
@@ -914,12 +950,18 @@ class FakeBedrock:
             out["description"] = deployment.description
         if deployment.failure_message is not None:
             out["failureMessage"] = deployment.failure_message
+        if deployment.update_model_arn is not None and deployment.update_status is not None:
+            out["updateDetails"] = {
+                "modelArn": deployment.update_model_arn,
+                "updateStatus": deployment.update_status,
+            }
         return out
 
     def _delete_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
         deployment = self._find_deployment(request["customModelDeploymentIdentifier"])
         deployment.deleted = True
         del self.deployments[deployment.arn]
+        self.tags.pop(deployment.arn, None)
         self.deleted_deployments[deployment.arn] = deployment
         return {}
 
@@ -951,6 +993,123 @@ class FakeBedrock:
         if next_token:
             out["nextToken"] = next_token
         return out
+
+    # -- lifecycle: deployment updates, model deletion, model listing, tags -------------
+
+    def _update_deployment(self, request: dict[str, Any]) -> dict[str, Any]:
+        deployment = self._find_deployment(request["customModelDeploymentIdentifier"])
+        if self.refuse_update_with is not None:
+            raise FakeBedrockError("ValidationException", self.refuse_update_with)
+        if deployment.status != "Active":
+            raise FakeBedrockError(
+                "ValidationException",
+                f"The deployment {deployment.arn} is {deployment.status}; only an Active "
+                "deployment can be updated.",
+            )
+        if deployment.update_status == "Updating":
+            raise FakeBedrockError(
+                "ValidationException", f"The deployment {deployment.arn} is already updating."
+            )
+        model_arn = request["modelArn"]
+        model = self.models.get(model_arn)
+        if model is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find custom model {model_arn}"
+            )
+        if model.status != "Active":
+            raise FakeBedrockError(
+                "ValidationException",
+                f"The custom model {model_arn} is {model.status}; it must be Active to deploy.",
+            )
+        deployment.update_model_arn = model_arn
+        deployment.update_status = "Updating"
+        deployment.update_polls = 0
+        deployment.updated = self._now
+        if self.deployment_polls_to_update <= 0:
+            self._finish_update(deployment)
+        return {"customModelDeploymentArn": deployment.arn}
+
+    def _advance_update(self, deployment: FakeDeployment) -> None:
+        """An update keeps the deployment Active and serving the old model until it ends."""
+        if deployment.update_status != "Updating":
+            return
+        deployment.update_polls += 1
+        deployment.updated = self._now
+        if deployment.update_polls >= self.deployment_polls_to_update:
+            self._finish_update(deployment)
+
+    def _finish_update(self, deployment: FakeDeployment) -> None:
+        deployment.updated = self._now
+        if self.fail_update_with is not None:
+            deployment.update_status = "UpdateFailed"
+            deployment.failure_message = self.fail_update_with
+            return
+        assert deployment.update_model_arn is not None
+        deployment.model_arn = deployment.update_model_arn
+        deployment.update_status = "UpdateCompleted"
+
+    def _delete_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        model = self._find_model(request["modelIdentifier"])
+        users = [
+            d.arn
+            for d in self.deployments.values()
+            if model.arn
+            in (d.model_arn, d.update_model_arn if d.update_status == "Updating" else None)
+        ]
+        if users:
+            raise FakeBedrockError(
+                "ConflictException",
+                f"The custom model {model.arn} is used by deployment {users[0]}; delete the "
+                "deployment first.",
+            )
+        del self.models[model.arn]
+        self.deleted_models[model.arn] = model
+        self.tags.pop(model.arn, None)
+        return {}
+
+    def _list_models(self, request: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            m
+            for m in self.models.values()
+            if request.get("nameContains", "") in m.name
+            and request.get("modelStatus", m.status) == m.status
+            and _created_between(m.created, request, "creationTimeAfter", "creationTimeBefore")
+        ]
+        found.sort(key=lambda m: m.created, reverse=request.get("sortOrder") != "Ascending")
+        page, next_token = _page(found, request)
+        summaries = [
+            {
+                "modelArn": m.arn,
+                "modelName": m.name,
+                "creationTime": m.created,
+                "baseModelArn": self._foundation_arn(m.job.base_model_id),
+                "baseModelName": m.job.base_model_id.split(":", 1)[0],
+                "customizationType": m.job.request.get("customizationType", "FINE_TUNING"),
+                "ownerAccountId": self.account_id,
+                "modelStatus": m.status,
+            }
+            for m in page
+        ]
+        out: dict[str, Any] = {"modelSummaries": summaries}
+        if next_token:
+            out["nextToken"] = next_token
+        return out
+
+    def _tagged(self, arn: str) -> list[dict[str, str]]:
+        if arn not in self.tags:
+            raise FakeBedrockError("ResourceNotFoundException", f"Could not find resource {arn}")
+        return self.tags[arn]
+
+    def _list_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"tags": self._tagged(request["resourceARN"])}
+
+    def _tag_resource(self, request: dict[str, Any]) -> dict[str, Any]:
+        merged = {t["key"]: t["value"] for t in self._tagged(request["resourceARN"])}
+        merged.update({t["key"]: t["value"] for t in request["tags"]})
+        if len(merged) > 200:
+            raise FakeBedrockError("TooManyTagsException", "A resource takes at most 200 tags.")
+        self.tags[request["resourceARN"]] = [{"key": k, "value": v} for k, v in merged.items()]
+        return {}
 
     # -- catalog -----------------------------------------------------------------------
 

@@ -404,8 +404,8 @@ def test_list_foundation_models_for_distillation(fake: FakeBedrock) -> None:
 
 
 def test_unimplemented_methods_say_so(fake: FakeBedrock) -> None:
-    with pytest.raises(NotImplementedError, match="list_custom_models"):
-        fake.control.list_custom_models()
+    with pytest.raises(NotImplementedError, match="list_evaluation_jobs"):
+        fake.control.list_evaluation_jobs()
     with pytest.raises(AttributeError):
         fake.control.no_such_method()
 

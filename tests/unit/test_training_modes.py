@@ -285,6 +285,6 @@ def test_the_local_job_has_its_teacher_answer_prompt_only_records(tmp_path: Path
         student_config={},
         mode=TrainingMode.DISTILL_PROMPTS,
     )
-    status = backend.job_status(backend.start_distillation(request, TAXONOMY))
+    status = backend.job_status(backend.start_distillation(request, TAXONOMY).job_id)
     assert status.state == "Completed", status.failure_message
     assert status.metrics["records"] == len(queries)
