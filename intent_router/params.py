@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,14 @@ def check_taxonomy_ref(value: str) -> str:
 # A validator in the type (not a model validator), so the flow's own parameter validation runs
 # it too: the flow takes each field as a top-level parameter.
 TaxonomyRef = Annotated[str, AfterValidator(check_taxonomy_ref)]
+
+
+def check_s3_prefix(value: str | None) -> str | None:
+    pattern = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?"
+    if value is not None and not re.fullmatch(pattern, value):
+        raise ValueError(f"must be an s3://bucket/prefix URI, got {value!r}")
+    return value
+
 
 # Where real queries come from: shared by the distill and monitor flows' parameters.
 TrafficRef = Annotated[
@@ -195,9 +204,8 @@ class DistillParams(BaseModel):
         description="distill-prompts: training prompts the pipeline's teacher labels as curated "
         "examples (validated answers), spread over the signals.",
     )
-    invocation_logs: str | None = Field(
+    invocation_logs: Annotated[str | None, AfterValidator(check_s3_prefix)] = Field(
         default=None,
-        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
         description="distill-invocation-logs: s3:// prefix of the router's model-invocation "
         "logs (default: the traffic source when it is 'bedrock-logs:s3://...').",
     )
