@@ -45,7 +45,11 @@ class BedrockDistillationBackend(Block):
         "settings, tags and prices."
     )
     converse_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Concurrent Converse calls across all runs."
+        default=8,
+        ge=1,
+        le=256,
+        description="Concurrent Converse calls: the threads each labelling batch or evaluation "
+        "uses, and the size of the global limit shared by all runs.",
     )
     botocore_max_attempts: int = Field(
         default=3, ge=0, le=10, description="botocore retries (standard mode) per call."
@@ -80,5 +84,11 @@ class BedrockDistillationBackend(Block):
             return concurrency(CONVERSE_LIMIT, occupy=1, strict=False)
 
         return BedrockBackend(
-            self.settings, control=control, runtime=runtime, store=store, call_slot=slot
+            self.settings,
+            control=control,
+            runtime=runtime,
+            store=store,
+            call_slot=slot,
+            concurrency=self.converse_concurrency,  # per run; the global limit bounds all runs
+            s3_client=self.credentials.get_s3_client,  # reads judge-job results, when used
         )
