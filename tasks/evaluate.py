@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -108,10 +109,37 @@ def judge_models(
 
     Jobs are named from `name`, so a retried task finds the same jobs (idempotency token).
     A job that ends Failed or Stopped fails the task with the service's failure messages."""
-    logger = get_run_logger()
     backend = runtime.backend_client()
+    if not isinstance(backend, JudgingBackend) or not backend.judging_enabled():
+        return with_judge_scores(results, [])
+    return judge_results(
+        backend,
+        results,
+        holdout,
+        taxonomy,
+        name,
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+        logger=get_run_logger(),
+    )
+
+
+def judge_results(
+    backend: JudgingBackend,
+    results: list[EvaluationResult],
+    holdout: tuple[LabelledQuery, ...],
+    taxonomy: Taxonomy,
+    name: str,
+    *,
+    interval_s: float,
+    timeout_s: float,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[EvaluationResult]:
+    """Start the judge jobs, wait for each, fold the scores in (raise JudgeJobFailed with the
+    service's messages when a job does not complete)."""
     targets = judge_targets(results)
-    if not isinstance(backend, JudgingBackend) or not backend.judging_enabled() or not targets:
+    if not targets or not holdout:
         return with_judge_scores(results, [])
     job_ids = backend.start_judging(
         name,
@@ -122,7 +150,7 @@ def judge_models(
     )
     scores = []
     for job_id in job_ids:
-        status = wait_for_judge(backend.judging_status, job_id, interval_s, timeout_s)
+        status = wait_for_judge(backend.judging_status, job_id, interval_s, timeout_s, sleep=sleep)
         if status.state != "Completed":
             raise JudgeJobFailed(job_id, status.state, list(status.failure_messages))
         found = backend.judge_scores(job_id)
