@@ -12,6 +12,7 @@ import contextvars
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -224,6 +225,10 @@ def _service_error(operation: str, error: ClientError) -> BackendServiceError:
     return BackendServiceError(operation, _code(error) or "ClientError", _message(error))
 
 
+class _Abandoned(Exception):
+    """A call skipped because another one failed fatally (never raised to callers)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     """A Converse response and the client-side time it took (retries included)."""
@@ -359,11 +364,24 @@ class BedrockBackend:
                 advance()
             return results
         workers = min(self.concurrency, len(items))
+        failed = threading.Event()
+
+        def guarded(item: str) -> T:
+            if failed.is_set():  # a fatal error elsewhere: do not pay for more calls
+                raise _Abandoned()
+            try:
+                return work(item)
+            except BaseException:
+                failed.set()
+                raise
+
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="converse")
         try:
             # each call runs in a copy of this context (Prefect's run context, loggers)
-            futures = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
+            futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
             for future in as_completed(futures):
+                if future.exception() is not None and isinstance(future.exception(), _Abandoned):
+                    continue  # the real error is raised from its own future
                 future.result()
                 advance()
         except BaseException:
