@@ -46,7 +46,11 @@ class BedrockDistillationBackend(Block):
         "settings, tags and prices."
     )
     converse_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Concurrent Converse calls across all runs."
+        default=8,
+        ge=1,
+        le=256,
+        description="Concurrent Converse calls: the threads each labelling batch or evaluation "
+        "uses, and the size of the global limit shared by all runs.",
     )
     botocore_max_attempts: int = Field(
         default=3, ge=0, le=10, description="botocore retries (standard mode) per call."
@@ -94,6 +98,8 @@ class BedrockDistillationBackend(Block):
             call_slot=slot,
             bucket_region=lambda: storage_bucket_region(store),
             ssm=self.ssm_client(),
+            concurrency=self.converse_concurrency,  # per run; the global limit bounds all runs
+            s3_client=self.credentials.get_s3_client,  # reads judge-job results, when used
         )
 
 

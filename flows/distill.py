@@ -28,7 +28,13 @@ from flows.fanout import fan_out
 from flows.locking import router_lock
 from flows.parameters import parameters_of
 from flows.progress import StepProgress
-from intent_router.backends.base import Backend, DistillationRequest, JobStatus, ModelTarget
+from intent_router.backends.base import (
+    Backend,
+    DistillationRequest,
+    JobStatus,
+    JudgingBackend,
+    ModelTarget,
+)
 from intent_router.dataset import LabelledQuery, check_record_count
 from intent_router.evaluation import (
     TRAFFIC,
@@ -91,7 +97,7 @@ from tasks.distill import (
     wait_for_deployment,
     wait_for_job,
 )
-from tasks.evaluate import evaluate_model
+from tasks.evaluate import evaluate_model, judge_models
 from tasks.generate import BatchOutput, generate_batch, label_examples
 from tasks.lifecycle import clean_up_rejected_models, publish_serving, serve_on_stable_deployment
 from tasks.preflight import check_run_inputs, preflight
@@ -434,17 +440,43 @@ def evaluate_all(
                 champion.deployment_id, "champion", f"champion {champion.model_id}", champion.prompt
             )
         )
-    results: list[EvaluationResult] = []
+    judging = isinstance(backend, JudgingBackend) and backend.judging_enabled()
+    if not judging:
+        get_run_logger().info("no judge job: the %s backend runs none here", backend.name)
+    holdout = opaque(data.split.holdout)
     with StepProgress(
         artifact_key("evaluation-progress", run.router), "Evaluating the models", len(targets)
     ) as progress:
-        for target in targets:
-            results.append(
-                evaluate_model(
-                    target, opaque(data.split.holdout), run.taxonomy, run.runtime, run.golden
+        if backend.paid:
+            # Remote calls overlap: every target at once, the global Converse limit bounds
+            # the calls in flight. Local answers are in-process CPU work: one at a time, so
+            # the latency each measures is not inflated by the others.
+            futures = [
+                evaluate_model.submit(
+                    target, holdout, run.taxonomy, run.runtime, run.golden, judging
                 )
-            )
-            progress.advance()
+                for target in targets
+            ]
+            for _ in as_completed(futures):
+                progress.advance()
+            results = [f.result() for f in futures]
+        else:
+            results = []
+            for target in targets:
+                results.append(
+                    evaluate_model(target, holdout, run.taxonomy, run.runtime, run.golden)
+                )
+                progress.advance()
+    if judging:
+        results = judge_models(
+            results,
+            holdout,
+            run.taxonomy,
+            run.runtime,
+            f"{run.router}-{run.run_id[:8]}",
+            run.params.poll_interval_seconds,
+            run.wait_s,
+        )
     run.lap("evaluate")
     return results
 
@@ -610,7 +642,9 @@ def finish(
         model_uri=run.backend.artifact_uri(candidate.model_id),
         deployment_id=None if candidate.deployment_id in retired else candidate.deployment_id,
         evaluations=[
-            EvaluationRow(overall=e.overall, slices=e.slices, golden=e.golden)
+            EvaluationRow(
+                overall=e.overall, slices=e.slices, golden=e.golden, judge_score=e.judge_score
+            )
             for e in evaluations
             if e.overall is not None
         ],

@@ -14,6 +14,10 @@ TRANSIENT_AWS_CODES = frozenset(
 )
 """AWS error codes worth retrying (throttling, a model not ready, a 5xx, a timeout)."""
 
+MODEL_QUERY_AWS_CODES = frozenset({"ModelErrorException", "ModelTimeoutException"})
+"""Converse errors about one query (the model failed or timed out on it; botocore does not retry
+them): retried a bounded number of times, then that query counts as unanswered."""
+
 
 class RouterDistillError(Exception):
     """Base class for errors this product raises on purpose."""
@@ -103,3 +107,37 @@ class BatchLabellingFailed(RouterDistillError):
         self.status = status
         self.message = message or "no message"
         super().__init__(f"batch labelling job {job_id} ended {status}: {self.message}")
+
+
+class BackendServiceError(RouterDistillError):
+    """The service refused a call for a reason no retry fixes (access, not found, quota,
+    validation): carries its error code and message, so the task fails with them."""
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        self.operation = operation
+        self.code = code
+        self.message = message or "no message"
+        super().__init__(f"{operation} failed with {code}: {self.message}")
+
+
+class ModelQueryError(RouterDistillError):
+    """The model failed on one query (ModelError / ModelTimeout) after the bounded retries."""
+
+    def __init__(self, code: str, message: str, attempts: int) -> None:
+        self.code = code
+        self.message = message
+        self.attempts = attempts
+        super().__init__(f"{code} after {attempts} attempts: {message}")
+
+
+class JudgeJobFailed(RouterDistillError):
+    """A Bedrock Model Evaluation (judge) job ended Failed or Stopped; carries the service's
+    failure messages."""
+
+    def __init__(self, job_id: str, status: str, failure_messages: list[str]) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.failure_messages = failure_messages or ["no failure message"]
+        super().__init__(
+            f"evaluation job {job_id} ended {status}: {'; '.join(self.failure_messages)}"
+        )

@@ -12,11 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from intent_router.backends.base import Backend, Invocation, ModelTarget
+from intent_router.backends.base import Backend, Invocation, JudgeScore, JudgeTarget, ModelTarget
 from intent_router.cascade import CascadePolicy, CostModel, build_policy
 from intent_router.dataset import LabelledQuery
 from intent_router.errors import UserInputError
 from intent_router.golden import GoldenEvaluation, GoldenSet, score_golden
+from intent_router.judge import source_identifier
 from intent_router.metrics import (
     ModelEvaluation,
     agrees,
@@ -49,6 +50,12 @@ class EvaluationResult(BaseModel):
     # where the answer did not parse. Used for the cascade; not part of reports.
     answers: tuple[tuple[float, ...] | None, ...] = ()
     mean_latency_ms: float = 0.0
+    # Raw answers on the synthetic holdout and slices (holdout order), kept only for a judge
+    # job (`keep_responses`); not part of reports.
+    responses: tuple[str, ...] = ()
+    failed_calls: int = 0  # queries the model kept failing on (counted as unparseable)
+    judge_score: float | None = None  # mean 1-5 score of a Bedrock Model Evaluation judge
+    judge_n: int | None = None
 
     def metrics(self) -> dict[str, Any]:
         """The headline figures kept in the ledger and sent with events."""
@@ -107,6 +114,8 @@ def evaluate_target(
     holdout: Sequence[LabelledQuery],
     taxonomy: Taxonomy,
     golden: GoldenSet | None = None,
+    *,
+    keep_responses: bool = False,
 ) -> EvaluationResult:
     """Route every evaluation query with the target (one call per query) and score each set.
 
@@ -130,6 +139,7 @@ def evaluate_target(
             references=[holdout[i].weights for i in indices],
             outputs=[calls[i].text for i in indices],
             latencies_s=[calls[i].latency_s for i in indices],
+            client_latencies_s=[calls[i].client_latency_s for i in indices],
             input_tokens=[calls[i].input_tokens for i in indices],
             output_tokens=[calls[i].output_tokens for i in indices],
             signals=taxonomy.signal_names,
@@ -168,7 +178,36 @@ def evaluate_target(
         golden=golden_result,
         answers=answers,
         mean_latency_ms=round(mean_latency_ms, 4),
+        responses=tuple(c.text for c in calls[: len(queries)]) if keep_responses else (),
+        failed_calls=sum(1 for c in calls if c.error is not None),
     )
+
+
+def judge_targets(results: Sequence[EvaluationResult]) -> list[JudgeTarget]:
+    """The evaluated models whose raw answers were kept, as judge-job targets."""
+    return [
+        JudgeTarget(
+            identifier=source_identifier(r.target.role), name=r.target.name, responses=r.responses
+        )
+        for r in results
+        if r.responses
+    ]
+
+
+def with_judge_scores(
+    results: Sequence[EvaluationResult], scores: Sequence[JudgeScore]
+) -> list[EvaluationResult]:
+    """Each result with its judge score (when the judge scored it) and without the raw
+    answers it kept for the judge."""
+    by_id = {s.identifier: s for s in scores}
+    out = []
+    for r in results:
+        score = by_id.get(source_identifier(r.target.role)) if r.responses else None
+        update: dict[str, Any] = {"responses": ()}
+        if score is not None:
+            update |= {"judge_score": score.mean_score, "judge_n": score.n}
+        out.append(r.model_copy(update=update))
+    return out
 
 
 def check_cascade_fallback(role: str, baselines: Sequence[ModelTarget]) -> None:

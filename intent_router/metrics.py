@@ -96,8 +96,10 @@ class ModelEvaluation(BaseModel):
     mean_rubric: float
     rubric_counts: dict[int, int]
     confusion: dict[str, dict[str, int]]
-    latency_p50_ms: float
+    latency_p50_ms: float  # the service's figure where it reports one (Converse latencyMs)
     latency_p95_ms: float
+    client_latency_p50_ms: float | None = None  # measured end to end by the caller
+    client_latency_p95_ms: float | None = None
     mean_input_tokens: float
     mean_output_tokens: float
     cost_per_1k_queries_usd: float
@@ -115,8 +117,12 @@ def evaluate_outputs(
     output_tokens: Sequence[int],
     signals: Sequence[str],
     price: ModelPrice,
+    client_latencies_s: Sequence[float | None] | None = None,
 ) -> ModelEvaluation:
-    """Score raw model outputs against the teacher's reference weights."""
+    """Score raw model outputs against the teacher's reference weights.
+
+    `client_latencies_s`: end-to-end times measured by the caller, beside the service's
+    `latencies_s`; their percentiles cover the queries that have one (None: not measured)."""
     n = len(references)
     if not (len(outputs) == len(latencies_s) == len(input_tokens) == len(output_tokens) == n):
         raise ValueError("references, outputs, latencies and token counts differ in length")
@@ -138,6 +144,8 @@ def evaluate_outputs(
         predicted = top_signal(d.weights, signals) if d else UNPARSEABLE
         confusion[top_signal(r, signals)][predicted] += 1
     latencies_ms = np.asarray(latencies_s, dtype=float) * 1000
+    measured = [c for c in client_latencies_s or () if c is not None]
+    client_ms = np.asarray(measured, dtype=float) * 1000
     mean_in = float(np.mean(input_tokens))
     mean_out = float(np.mean(output_tokens))
     return ModelEvaluation(
@@ -154,6 +162,8 @@ def evaluate_outputs(
         confusion=confusion,
         latency_p50_ms=float(np.percentile(latencies_ms, 50)),
         latency_p95_ms=float(np.percentile(latencies_ms, 95)),
+        client_latency_p50_ms=float(np.percentile(client_ms, 50)) if measured else None,
+        client_latency_p95_ms=float(np.percentile(client_ms, 95)) if measured else None,
         mean_input_tokens=mean_in,
         mean_output_tokens=mean_out,
         cost_per_1k_queries_usd=price.cost(mean_in * 1000, mean_out * 1000),

@@ -62,6 +62,9 @@ class EvaluationRow(BaseModel):
     overall: ModelEvaluation
     slices: dict[str, ModelEvaluation] = Field(default_factory=dict)
     golden: GoldenEvaluation | None = None
+    judge_score: float | None = Field(
+        default=None, description="Mean 1-5 score of the Bedrock Model Evaluation judge."
+    )
 
 
 class RunSummary(BaseModel):
@@ -109,6 +112,10 @@ def _ci(interval: tuple[float, float]) -> str:
     return f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def evaluation_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
     """One flat row per model, in the order evaluated: synthetic holdout, novel vocabulary and
     traffic slice (agreement with the teacher), golden set (human labels), then cost."""
@@ -136,10 +143,20 @@ def evaluation_table(rows: list[EvaluationRow]) -> list[dict[str, Any]]:
                 "rubric": round(e.mean_rubric, 3),
                 "p50_ms": round(e.latency_p50_ms, 4),
                 "p95_ms": round(e.latency_p95_ms, 4),
+                "client_p50_ms": _ms(e.client_latency_p50_ms),
+                "client_p95_ms": _ms(e.client_latency_p95_ms),
+                "judge": round(row.judge_score, 3) if row.judge_score is not None else None,
                 "usd_per_1k": round(e.cost_per_1k_queries_usd, 6),
             }
         )
+    for column in OPTIONAL_COLUMNS:  # e.g. no judge job ran, or nothing measured client-side
+        if table and all(line[column] is None for line in table):
+            for line in table:
+                del line[column]
     return table
+
+
+OPTIONAL_COLUMNS = ("client_p50_ms", "client_p95_ms", "judge")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

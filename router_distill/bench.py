@@ -5,6 +5,8 @@ Prefect flow started the same way, so the flow's own work is the difference meas
 side; then the identical run again (cached), and a 2,000-example run with a taxonomy from a
 domain nothing ships (its probe queries). Then it measures the run's student: single-query
 latency and batched throughput on one core, artifact size, accuracy on the hand-written set.
+`--labelling-only` instead measures Bedrock teacher labelling at concurrency C against a fake
+Converse that sleeps 800 ms (10,000 queries at C=8 and 32; sequential from a sample).
 Quality figures (holdout, novel vocabulary, traffic, golden set, cascade) come from the cold
 run's report. `--compare OLD.json` prints the previous bench's figures alongside.
 """
@@ -368,6 +370,114 @@ TARGETS: tuple[tuple[str, tuple[str, ...], float | None, bool], ...] = (
 )
 
 
+def bench_labelling(
+    queries: int, sleep_ms: float, concurrencies: list[int], sequential_sample: int
+) -> dict[str, Any]:
+    """Teacher labelling on the Bedrock backend against the validated fake whose Converse
+    sleeps `sleep_ms` (a simulated teacher): wall time per concurrency, against the bound
+    1.2 x (queries x sleep / C). Sequential is measured on a sample and extrapolated."""
+    try:
+        from tests.support.fake_bedrock import FakeBedrock  # ships with the repository
+    except ImportError:
+        return {"error": "needs the repository checkout (tests/support/fake_bedrock.py)"}
+    from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
+    from intent_router.storage import DirectoryStore
+    from intent_router.taxonomy import builtin_taxonomy
+
+    taxonomy = builtin_taxonomy()
+    settings = BedrockSettings(role_arn="arn:aws:iam::123456789012:role/bench")
+
+    def label(count: int, concurrency: int) -> dict[str, Any]:
+        fake = FakeBedrock(sleep_ms=sleep_ms)
+        with tempfile.TemporaryDirectory(prefix="router-distill-bench-label-") as folder:
+            backend = BedrockBackend(
+                settings,
+                control=fake.control,
+                runtime=fake.runtime,
+                store=DirectoryStore(folder),
+                concurrency=concurrency,
+            )
+            texts = [f"labelling bench query {n}: a drone shot of a beach" for n in range(count)]
+            started = time.perf_counter()
+            results = backend.label(texts, taxonomy)
+            wall = time.perf_counter() - started
+        if [r.query for r in results] != texts or any(r.text is None for r in results):
+            raise RuntimeError("labelling bench: results out of order or missing")
+        return {"queries": count, "wall_s": round(wall, 2), "max_in_flight": fake.max_in_flight}
+
+    out: dict[str, Any] = {"queries": queries, "teacher_sleep_ms": sleep_ms}
+    sample = label(sequential_sample, 1)
+    per_query = sample["wall_s"] / sequential_sample
+    out["sequential"] = {
+        **sample,
+        "extrapolated_wall_s": round(per_query * queries, 1),
+        "note": f"measured on {sequential_sample} queries, extrapolated to {queries:,}",
+    }
+    for concurrency in concurrencies:
+        measured = label(queries, concurrency)
+        bound = 1.2 * queries * sleep_ms / 1000 / concurrency
+        out[f"c{concurrency}"] = {
+            **measured,
+            "bound_s": round(bound, 1),
+            "ratio_to_bound": round(measured["wall_s"] / bound, 3),
+            "speedup_vs_sequential": round(per_query * queries / measured["wall_s"], 1),
+        }
+    return out
+
+
+def labelling_table(figures: dict[str, Any]) -> str:
+    rows = []
+    sequential = figures["sequential"]
+    rows.append(
+        {
+            "labelling": "sequential (C=1)",
+            "queries": f"{sequential['queries']:,} (extrapolated to {figures['queries']:,})",
+            "wall_s": sequential["extrapolated_wall_s"],
+            "bound_s": "",
+            "wall/bound": "",
+            "max_in_flight": sequential["max_in_flight"],
+        }
+    )
+    for key, value in figures.items():
+        if key.startswith("c") and isinstance(value, dict):
+            rows.append(
+                {
+                    "labelling": f"C={key[1:]}",
+                    "queries": f"{value['queries']:,}",
+                    "wall_s": value["wall_s"],
+                    "bound_s": value["bound_s"],
+                    "wall/bound": value["ratio_to_bound"],
+                    "max_in_flight": value["max_in_flight"],
+                }
+            )
+    from intent_router.report import format_table
+
+    return format_table(rows)
+
+
+def run_labelling_bench(args: argparse.Namespace) -> int:
+    """`router-distill bench --labelling-only`: the labelling-concurrency figure alone."""
+    figures = bench_labelling(
+        args.labelling_queries,
+        args.labelling_sleep_ms,
+        args.labelling_concurrency or [8, 32],
+        args.labelling_sequential_sample,
+    )
+    results = {"machine": machine(), "labelling": figures}
+    print(json.dumps(results, indent=2))
+    if "error" in figures:
+        return 1
+    print()
+    print(
+        f"Teacher labelling, fake Converse sleeping {figures['teacher_sleep_ms']:g} ms "
+        f"(bound: 1.2 x queries x sleep / C; sequential measured on a sample, extrapolated)"
+    )
+    print(labelling_table(figures))
+    if args.report_json:
+        args.report_json.write_text(json.dumps(results, indent=2), "utf-8")
+    return 0
+
+
 def _get(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = results
     for key in path:
@@ -412,6 +522,8 @@ def comparison_table(after: dict[str, Any], before: dict[str, Any] | None) -> st
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "labelling_only", False):
+        return run_labelling_bench(args)
     results: dict[str, Any] = {"machine": machine()}
     before = None
     if args.compare is not None:

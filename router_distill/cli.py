@@ -214,6 +214,25 @@ def _parser() -> argparse.ArgumentParser:
         "--compare", type=Path, help="a previous bench's --report-json, printed alongside"
     )
     bench.add_argument("--report-json", type=Path)
+    bench.add_argument(
+        "--labelling-only",
+        action="store_true",
+        help="only the labelling-concurrency figure (Bedrock backend, fake teacher that sleeps)",
+    )
+    bench.add_argument("--labelling-queries", type=int, default=10_000)
+    bench.add_argument("--labelling-sleep-ms", type=float, default=800.0)
+    bench.add_argument(
+        "--labelling-concurrency",
+        type=int,
+        action="append",
+        help="concurrency to measure (repeatable; default 8 and 32)",
+    )
+    bench.add_argument(
+        "--labelling-sequential-sample",
+        type=int,
+        default=50,
+        help="queries labelled sequentially, extrapolated to --labelling-queries",
+    )
     return parser
 
 

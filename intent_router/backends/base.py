@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,9 +130,17 @@ class Invocation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     text: str
-    latency_s: float
+    latency_s: float  # the service's figure when it reports one (Converse metrics.latencyMs)
     input_tokens: int
     output_tokens: int
+    client_latency_s: float | None = Field(
+        default=None,
+        description="Measured by the caller, end to end (retries and backoff included, waiting "
+        "for a concurrency slot excluded); None where not measured (e.g. the prior).",
+    )
+    error: str | None = Field(
+        default=None, description="Why there is no answer: the call failed for this query."
+    )
 
 
 class LabelResult(BaseModel):
@@ -176,6 +184,61 @@ def raise_for_failed(checks: Sequence[SetupCheck]) -> None:
 
 def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+class JudgeTarget(BaseModel):
+    """One evaluated model's precomputed answers, for an LLM-as-a-judge job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identifier: str = Field(description="Short id naming the model inside the job (its role).")
+    name: str = Field(description="Display name in reports.")
+    responses: tuple[str, ...] = Field(description="Raw answers, in the order of the prompts.")
+
+
+class JudgeJobStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    state: str  # InProgress | Completed | Failed | Stopping | Stopped | Deleting
+    failure_messages: tuple[str, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in {"Completed", "Failed", "Stopped"}
+
+
+class JudgeScore(BaseModel):
+    """The judge's mean 1-5 rubric score for one model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identifier: str
+    mean_score: float
+    n: int = Field(description="Answers the judge scored.")
+
+
+@runtime_checkable
+class JudgingBackend(Protocol):
+    """Optional: a backend that can have a judge model score precomputed answers in a job."""
+
+    def judging_enabled(self) -> bool:
+        """True when the run should start judge jobs (a setting)."""
+
+    def start_judging(
+        self,
+        name: str,
+        prompts: Sequence[str],
+        references: Sequence[str],
+        targets: Sequence[JudgeTarget],
+        signals: Sequence[str],
+    ) -> list[str]:
+        """Start the judge jobs for these answers (idempotent by `name`); return their ids."""
+
+    def judging_status(self, job_id: str) -> JudgeJobStatus: ...
+
+    def judge_scores(self, job_id: str) -> list[JudgeScore]:
+        """The mean judge score per model of a Completed job."""
 
 
 class Backend(Protocol):

@@ -8,13 +8,17 @@ sent. Long operations are submit + status calls; waiting happens in the task lay
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import boto3
 from botocore.exceptions import ClientError
@@ -28,6 +32,9 @@ from intent_router.backends.base import (
     JobState,
     JobStatus,
     JobSubmission,
+    JudgeJobStatus,
+    JudgeScore,
+    JudgeTarget,
     LabelResult,
     ModelTarget,
     SetupCheck,
@@ -43,14 +50,28 @@ from intent_router.backends.bedrock_preflight import (
 )
 from intent_router.backends.bedrock_validation import validate_request
 from intent_router.errors import (
+    MODEL_QUERY_AWS_CODES,
     TRANSIENT_AWS_CODES,
+    BackendServiceError,
     DeploymentNotFound,
     DeploymentUpdateRefused,
     DistillationJobFailed,
     ModelArtifactError,
+    ModelQueryError,
     RouterOutputError,
     TransientBackendError,
     UserInputError,
+)
+from intent_router.judge import (
+    JUDGE_DATASET,
+    JUDGE_METRIC,
+    JUDGE_TASK_TYPE,
+    judge_dataset_jsonl,
+    judge_job_name,
+    judge_output_scores,
+    judge_pairs,
+    rating_scale,
+    rubric_instructions,
 )
 from intent_router.lifecycle import (
     DEFAULT_KEEP_REJECTED,
@@ -77,6 +98,10 @@ logger = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 5  # per call, on top of botocore's own (standard mode, 3 retries)
 THROTTLE_BASE_DELAY_S = 0.5  # backoff: 0.5, 1, 2, 4, 8 s
+MODEL_ERROR_DELAY_S = 0.5  # pause before retrying a query the model failed on
+PROGRESS_EVERY = 100  # queries between progress callbacks
+
+T = TypeVar("T")
 
 
 @cache
@@ -223,6 +248,36 @@ class BedrockSettings(BaseModel):
         description="Also publish the stable deployment ARN to this SSM parameter on promotion; "
         "'{router}' is replaced by the router name, e.g. /router-distill/{router}/deployment-arn.",
     )
+    # evaluation
+    model_error_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries per query after ModelErrorException or ModelTimeoutException "
+        "(botocore does not retry them); then that query counts as unanswered.",
+    )
+    bedrock_model_evaluation: bool = Field(
+        default=False,
+        description="Also run Bedrock Model Evaluation (LLM-as-a-judge) jobs on the evaluated "
+        "models' precomputed answers, scored with the seed's 1-5 rubric as a custom metric.",
+    )
+    judge_model_id: str | None = Field(
+        default=None,
+        description="Evaluator model of the judge jobs, e.g. a Claude Sonnet model or inference "
+        "profile id enabled in your account (look it up in the Bedrock console; no default). "
+        "Required when bedrock_model_evaluation is on.",
+    )
+    judge_role_arn: str | None = Field(
+        default=None,
+        description="Service role for judge jobs (trusting bedrock.amazonaws.com for "
+        "evaluation-job/*); default: role_arn.",
+    )
+    judge_max_prompts: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Evaluation queries per judge job (the service takes at most 1,000).",
+    )
 
     @field_validator("role_arn", "batch_role_arn", mode="before")
     @classmethod
@@ -251,9 +306,24 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
 def _transient(error: ClientError) -> TransientBackendError:
-    message = error.response.get("Error", {}).get("Message", "")
-    return TransientBackendError(f"{_code(error)}: {message}")
+    return TransientBackendError(f"{_code(error)}: {_message(error)}")
+
+
+def _service_error(operation: str, error: ClientError) -> BackendServiceError:
+    return BackendServiceError(operation, _code(error) or "ClientError", _message(error))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A Converse response and the client-side time it took (retries included)."""
+
+    response: dict[str, Any]
+    client_latency_s: float
 
 
 def metadata_filters(pairs: dict[str, str]) -> dict[str, Any]:
@@ -286,16 +356,23 @@ class BedrockBackend:
         sleep: Callable[[float], None] = time.sleep,
         bucket_region: Callable[[], tuple[str, str] | None] | None = None,
         ssm: Any | None = None,
+        concurrency: int = 8,
+        s3_client: Callable[[], Any] | None = None,
     ) -> None:
+        if concurrency < 1:
+            raise UserInputError(f"Converse concurrency must be at least 1, got {concurrency}")
         self.settings = settings
         self.control = control
         self.runtime = runtime
         self.ssm = ssm  # only needed with settings.ssm_parameter_name
         self.store = store
         self.call_slot = call_slot or nullcontext
+        self._held = threading.local()  # does this thread hold a slot (see _holding_slot)
         self.sleep = sleep
         # preflight: (bucket, its Region) of the run's storage; None when it is not S3
         self.bucket_region = bucket_region
+        self.concurrency = concurrency
+        self.s3_client = s3_client  # makes the S3 client that reads judge-job results
 
     # -- plumbing ----------------------------------------------------------------------------
     def _call(self, client: Any, method: str, **params: Any) -> Any:
@@ -330,19 +407,128 @@ class BedrockBackend:
         query: str,
         max_tokens: int,
         temperature: float | None = None,
-    ) -> dict[str, Any]:
-        """One Converse call; throttling backs off here, per query, so a storm does not fail
-        (and re-pay) a whole batch. Gives up after THROTTLE_RETRIES."""
+    ) -> Reply:
+        """One Converse answer, per query, each attempt holding one concurrency slot.
+
+        Throttling backs off here (THROTTLE_RETRIES), so a storm does not fail (and re-pay) a
+        whole batch. ModelError / ModelTimeout are retried `model_error_retries` times, then
+        raise ModelQueryError for the caller to count. Anything else the service refuses
+        (access, not found, quota, validation) raises BackendServiceError with its message.
+        The reply's client latency runs from the first attempt to the answer, retries and
+        backoff included, slot waits excluded."""
         params = self.converse_request(model_id, system, query, max_tokens, temperature)
-        for attempt in range(THROTTLE_RETRIES + 1):
+        throttled = model_failures = 0
+        started = time.perf_counter()
+        queued = 0.0
+        while True:
+            asked = time.perf_counter()
+            failure: ClientError | None = None
+            with self._slot():
+                queued += time.perf_counter() - asked
+                try:
+                    response: dict[str, Any] = self._call(self.runtime, "converse", **params)
+                    return Reply(response, time.perf_counter() - started - queued)
+                except TransientBackendError:
+                    pass
+                except ClientError as error:
+                    if _code(error) not in MODEL_QUERY_AWS_CODES:
+                        raise _service_error("Converse", error) from error
+                    failure = error
+            if failure is None:
+                if throttled == THROTTLE_RETRIES:
+                    raise TransientBackendError(
+                        f"Converse on {model_id} still throttled after {throttled} retries"
+                    )
+                self.sleep(min(30.0, THROTTLE_BASE_DELAY_S * 2**throttled))
+                throttled += 1
+                continue
+            if model_failures == self.settings.model_error_retries:
+                raise ModelQueryError(_code(failure), _message(failure), model_failures + 1)
+            model_failures += 1
+            self.sleep(MODEL_ERROR_DELAY_S)
+
+    def _map(
+        self,
+        work: Callable[[str], T],
+        items: Sequence[str],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[T]:
+        """`work` on every item, up to `concurrency` at once on threads (boto3 clients are
+        thread-safe); results in input order. The first error cancels what has not started
+        and is raised."""
+        done = 0
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if on_progress is not None and done % PROGRESS_EVERY == 0:
+                on_progress(done)
+
+        if self.concurrency == 1 or len(items) <= 1:
+            results = []
+            with self._holding_slot():
+                for item in items:
+                    results.append(work(item))
+                    advance()
+            return results
+        workers = min(self.concurrency, len(items))
+        lock = threading.Lock()
+        pending = iter(range(len(items)))
+        out: list[T | None] = [None] * len(items)
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            # One slot per worker, held while it works through its share of the calls: the
+            # global limit still bounds the calls in flight, at two API calls per worker
+            # instead of two per Converse call.
+            with self._holding_slot():
+                while True:
+                    with lock:
+                        index = None if errors else next(pending, None)
+                    if index is None:  # done, or a fatal error elsewhere: pay for no more
+                        return
+                    try:
+                        out[index] = work(items[index])
+                    except BaseException as error:
+                        with lock:
+                            errors.append(error)
+                        return
+                    with lock:
+                        advance()
+
+        threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,  # Prefect's run context, loggers
+                args=(worker,),
+                name=f"converse-{n}",
+                daemon=True,
+            )
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return cast(list[T], out)
+
+    @contextmanager
+    def _holding_slot(self) -> Iterator[None]:
+        """Hold one slot of the Converse limit for this thread's calls (`_slot` then skips)."""
+        if getattr(self._held, "slot", False):
+            yield
+            return
+        with self.call_slot():
+            self._held.slot = True
             try:
-                response: dict[str, Any] = self._call(self.runtime, "converse", **params)
-                return response
-            except TransientBackendError:
-                if attempt == THROTTLE_RETRIES:
-                    raise
-                self.sleep(min(30.0, THROTTLE_BASE_DELAY_S * 2**attempt))
-        raise AssertionError("unreachable")
+                yield
+            finally:
+                self._held.slot = False
+
+    def _slot(self) -> AbstractContextManager[Any]:
+        """The slot for one call: none when this thread already holds one."""
+        return nullcontext() if getattr(self._held, "slot", False) else self.call_slot()
 
     @staticmethod
     def _text(response: dict[str, Any]) -> str:
@@ -354,26 +540,30 @@ class BedrockBackend:
         return labelling_path(batch_size, self.settings.batch_labelling_threshold)
 
     def label(self, queries: Sequence[str], taxonomy: Taxonomy) -> list[LabelResult]:
-        """Converse with the teacher; retry invalid answers a bounded number of times. At or
-        above batch_labelling_threshold: one batch-inference job (bedrock_batch.py)."""
+        """Converse with the teacher, up to `concurrency` queries at once (each call holds one
+        slot of the global Converse limit); retry invalid answers a bounded number of times.
+        A query the model keeps failing on is dropped and counted, never fatal to the batch.
+        At or above batch_labelling_threshold: one batch-inference job (bedrock_batch.py)."""
         if self.labelling_path(len(queries)) == "batch":
             return label_in_batch(self, queries, taxonomy)
         prompt = teacher_prompt(taxonomy)
-        # One concurrency slot per batch: the calls inside are sequential, so the number of
-        # batches holding a slot bounds the concurrent Converse calls.
-        with self.call_slot():
-            return [self._label_one(query, prompt, taxonomy) for query in queries]
+        return self._map(lambda query: self._label_one(query, prompt, taxonomy), queries)
 
     def _label_one(self, query: str, prompt: str, taxonomy: Taxonomy) -> LabelResult:
         error = "no answer"
         for attempt in range(1, self.settings.label_attempts + 1):
-            response = self._converse(
-                self.settings.teacher_model_id,
-                prompt,
-                teacher_user_message(query),  # the query is data, never instructions
-                self.settings.label_max_tokens,
-                self.settings.label_temperature,
-            )
+            try:
+                reply = self._converse(
+                    self.settings.teacher_model_id,
+                    prompt,
+                    teacher_user_message(query),  # the query is data, never instructions
+                    self.settings.label_max_tokens,
+                    self.settings.label_temperature,
+                )
+            except ModelQueryError as failed:
+                logger.warning("teacher failed on %r: %s", query[:80], failed)
+                return LabelResult(query=query, text=None, attempts=attempt, error=str(failed))
+            response = reply.response
             text = self._text(response)
             try:
                 parse_routing_output(text, taxonomy.signal_names)
@@ -793,38 +983,170 @@ class BedrockBackend:
         taxonomy: Taxonomy,
         on_progress: Callable[[int], None] | None = None,
     ) -> list[Invocation]:
-        """Converse once per query; latency from metrics.latencyMs, tokens from usage.
+        """Converse once per query, up to `concurrency` at once; results in query order.
 
-        Teacher-prompted targets get the query quoted (`teacher_user_message`); the student
-        gets it bare, as in its training records. A call the service rejects for this query
-        counts as an unparseable answer.
+        Latency: the service's metrics.latencyMs and the client's end-to-end time; tokens from
+        usage. Teacher-prompted targets get the query quoted (`teacher_user_message`); the
+        student gets it bare, as in its training records. A query the model keeps failing on
+        (ModelError / ModelTimeout after retries) counts as an unparseable answer; any other
+        refusal (access, not found, quota, validation) raises BackendServiceError.
         """
         quoted = target.prompt == "teacher"
         prompt = teacher_prompt(taxonomy) if quoted else student_system_prompt(taxonomy)
-        out = []
-        with self.call_slot():
-            for done, query in enumerate(queries, start=1):
-                message = teacher_user_message(query) if quoted else query
-                try:
-                    response = self._converse(
-                        target.ref, prompt, message, self.settings.inference_max_tokens
-                    )
-                except ClientError as error:
-                    logger.warning("%s failed on %r: %s", target.name, query, error)
-                    out.append(Invocation(text="", latency_s=0.0, input_tokens=0, output_tokens=0))
-                    continue
-                usage = response.get("usage", {})
-                out.append(
-                    Invocation(
-                        text=self._text(response),
-                        latency_s=float(response.get("metrics", {}).get("latencyMs", 0)) / 1000,
-                        input_tokens=int(usage.get("inputTokens", 0)),
-                        output_tokens=int(usage.get("outputTokens", 0)),
-                    )
+
+        def one(query: str) -> Invocation:
+            message = teacher_user_message(query) if quoted else query
+            started = time.perf_counter()
+            try:
+                reply = self._converse(
+                    target.ref, prompt, message, self.settings.inference_max_tokens
                 )
-                if on_progress is not None and done % 100 == 0:
-                    on_progress(done)
-        return out
+            except ModelQueryError as failed:
+                logger.warning("%s failed on %r: %s", target.name, query[:80], failed)
+                return Invocation(
+                    text="",
+                    latency_s=0.0,
+                    input_tokens=0,
+                    output_tokens=0,
+                    client_latency_s=time.perf_counter() - started,
+                    error=str(failed),
+                )
+            response = reply.response
+            usage = response.get("usage", {})
+            return Invocation(
+                text=self._text(response),
+                latency_s=float(response.get("metrics", {}).get("latencyMs", 0)) / 1000,
+                input_tokens=int(usage.get("inputTokens", 0)),
+                output_tokens=int(usage.get("outputTokens", 0)),
+                client_latency_s=reply.client_latency_s,
+            )
+
+        return self._map(one, queries, on_progress)
+
+    # -- judge (Bedrock Model Evaluation, LLM-as-a-judge on precomputed answers) -------------
+    def judging_enabled(self) -> bool:
+        return self.settings.bedrock_model_evaluation
+
+    def judge_job_request(
+        self,
+        job_name: str,
+        dataset_uri: str,
+        output_uri: str,
+        targets: Sequence[JudgeTarget],
+        signals: Sequence[str],
+    ) -> dict[str, Any]:
+        """The complete CreateEvaluationJob request for one or two models' answers."""
+        s = self.settings
+        if not s.judge_model_id:
+            raise UserInputError(
+                "bedrock_model_evaluation is on but judge_model_id is not set: name the "
+                "evaluator model (e.g. a Claude Sonnet model or inference profile id) in the "
+                "Bedrock backend settings"
+            )
+        judge = [{"modelIdentifier": s.judge_model_id}]
+        tags = [{"key": k, "value": v} for k, v in s.tags.items()]
+        request: dict[str, Any] = {
+            "jobName": job_name,
+            "jobDescription": "router-distill: seed rubric on precomputed router answers",
+            "clientRequestToken": hashlib.sha256(f"{job_name}|{dataset_uri}".encode()).hexdigest(),
+            "roleArn": s.judge_role_arn or s.role_arn,
+            "applicationType": "ModelEvaluation",
+            "evaluationConfig": {
+                "automated": {
+                    "datasetMetricConfigs": [
+                        {
+                            "taskType": JUDGE_TASK_TYPE,
+                            "dataset": {
+                                "name": JUDGE_DATASET,
+                                "datasetLocation": {"s3Uri": dataset_uri},
+                            },
+                            "metricNames": [JUDGE_METRIC],
+                        }
+                    ],
+                    "customMetricConfig": {
+                        "customMetrics": [
+                            {
+                                "customMetricDefinition": {
+                                    "name": JUDGE_METRIC,
+                                    "instructions": rubric_instructions(signals),
+                                    "ratingScale": rating_scale(),
+                                }
+                            }
+                        ],
+                        "evaluatorModelConfig": {"bedrockEvaluatorModels": judge},
+                    },
+                }
+            },
+            "inferenceConfig": {
+                "models": [
+                    {"precomputedInferenceSource": {"inferenceSourceIdentifier": t.identifier}}
+                    for t in targets
+                ]
+            },
+            "outputDataConfig": {"s3Uri": output_uri},
+        }
+        if tags:
+            request["jobTags"] = tags
+        return request
+
+    def start_judging(
+        self,
+        name: str,
+        prompts: Sequence[str],
+        references: Sequence[str],
+        targets: Sequence[JudgeTarget],
+        signals: Sequence[str],
+    ) -> list[str]:
+        """Write one dataset per pair of targets and start a judge job on it (at most
+        `judge_max_prompts` queries each); the same name and data give the same jobs."""
+        n = min(len(prompts), self.settings.judge_max_prompts)
+        if n < len(prompts):
+            logger.info("judging the first %d of %d evaluation queries", n, len(prompts))
+        job_ids = []
+        for index, pair in enumerate(judge_pairs(targets)):
+            job_name = judge_job_name(name, index)
+            data = judge_dataset_jsonl(prompts[:n], references[:n], pair)
+            dataset_uri = self.store.write(f"judge/{job_name}/dataset.jsonl", data)
+            output_uri = self.store.uri(f"judge/{job_name}/output") + "/"
+            request = self.judge_job_request(job_name, dataset_uri, output_uri, pair, signals)
+            try:
+                response = self._call(self.control, "create_evaluation_job", **request)
+            except ClientError as error:
+                raise _service_error("CreateEvaluationJob", error) from error
+            logger.info("judge job %s on %s", response["jobArn"], ", ".join(t.name for t in pair))
+            job_ids.append(str(response["jobArn"]))
+        return job_ids
+
+    def judging_status(self, job_id: str) -> JudgeJobStatus:
+        try:
+            job = self._call(self.control, "get_evaluation_job", jobIdentifier=job_id)
+        except ClientError as error:
+            raise _service_error("GetEvaluationJob", error) from error
+        return JudgeJobStatus(
+            job_id=job_id,
+            state=str(job["status"]),
+            failure_messages=tuple(str(m) for m in job.get("failureMessages") or ()),
+        )
+
+    def judge_scores(self, job_id: str) -> list[JudgeScore]:
+        """Mean judge score per model, read from the job's output prefix on S3."""
+        if self.s3_client is None:
+            raise UserInputError("reading judge results needs an S3 client for the bucket")
+        s3 = self.s3_client()
+        job = self._call(self.control, "get_evaluation_job", jobIdentifier=job_id)
+        bucket, _, prefix = job["outputDataConfig"]["s3Uri"].removeprefix("s3://").partition("/")
+        prefix = f"{prefix.rstrip('/')}/{job['jobName']}/".lstrip("/")
+        files = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("_output.jsonl"):
+                    body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    files.append((str(item["Key"]), bytes(body)))
+        if not files:
+            raise BackendServiceError(
+                "GetEvaluationJob", "NoResults", f"no *_output.jsonl under s3://{bucket}/{prefix}"
+            )
+        return judge_output_scores(files, JUDGE_METRIC)
 
     def baselines(self, taxonomy: Taxonomy) -> list[ModelTarget]:
         s = self.settings

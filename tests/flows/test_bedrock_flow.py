@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -18,7 +18,12 @@ from prefect.client.orchestration import get_client
 import intent_router.backends.bedrock as bedrock_module
 from blocks.bedrock import CONVERSE_LIMIT
 from flows.distill import distill_router
-from intent_router.errors import DeploymentFailed, DistillationJobFailed, UserInputError
+from intent_router.errors import (
+    BackendServiceError,
+    DeploymentFailed,
+    DistillationJobFailed,
+    UserInputError,
+)
 from intent_router.params import DistillParams
 from intent_router.prompts import extract_quoted_query, teacher_prompt
 from intent_router.registry import ChampionRegistry
@@ -28,7 +33,7 @@ from intent_router.training_modes import teacher_response_tokens
 from tasks.runtime import Runtime
 from tests.support.aws import bedrock_on_moto
 from tests.support.aws import s3_keys as bucket_keys
-from tests.support.fake_bedrock import FakeBedrock
+from tests.support.fake_bedrock import FakeBedrock, FakeBedrockError
 
 BUCKET = "router-test-bucket"
 TEACHER = ReferenceTeacher(builtin_taxonomy())
@@ -372,3 +377,49 @@ def test_bucket_in_another_region_stops_the_run_before_any_teacher_call(
     assert aws.calls_to("converse") == []
     assert aws.calls_to("create_model_invocation_job") == []
     assert aws.jobs == {}
+
+
+def test_access_denied_during_evaluation_fails_the_run_with_the_service_message(
+    aws: FakeBedrock,
+) -> None:
+    """An infrastructure error is not scored as a bad model: the evaluate task fails with the
+    service's message (not retried), and the candidate's deployment is torn down."""
+    denied = "User is not authorized to perform: bedrock:InvokeModel on the deployment"
+
+    def deployment_denied(model_id: str, system: str, user: str) -> str:
+        if "custom-model-deployment" in model_id:
+            raise FakeBedrockError("AccessDeniedException", denied)
+        return TEACHER.label_json(user)
+
+    aws.responder = deployment_denied
+    with pytest.raises(BackendServiceError, match="not authorized to perform") as raised:
+        distill_router(**{**PARAMS, "seed": 13})
+    assert raised.value.code == "AccessDeniedException"
+    asked = [c for c in aws.calls_to("converse") if "custom-model-deployment" in c["modelId"]]
+    assert 1 <= len(asked) <= 8  # at most the calls already in flight; no Prefect retry
+    assert aws.deployments == {} and len(aws.deleted_deployments) == 1
+
+
+def test_bedrock_model_evaluation_scores_land_in_the_evaluation_table(aws: FakeBedrock) -> None:
+    import boto3
+
+    from blocks.bedrock import BedrockDistillationBackend
+    from intent_router.report import evaluation_table
+
+    block = cast(BedrockDistillationBackend, BedrockDistillationBackend.load("test"))
+    block.settings = block.settings.model_copy(
+        update={"bedrock_model_evaluation": True, "judge_model_id": "us.example.judge-v1:0"}
+    )
+    block.save("test", overwrite=True)
+    aws.s3 = boto3.client("s3", region_name="us-east-1")
+
+    summary = distill_router(**{**PARAMS, "seed": 14})
+
+    requests = aws.calls_to("create_evaluation_job")
+    assert len(requests) == 2  # candidate, teacher, base student, prior: two models per job
+    assert all(r["jobName"].startswith("default-") for r in requests)
+    table = {row["role"]: row for row in evaluation_table(summary.evaluations)}
+    assert table["candidate"]["judge"] == 5.0  # its answers are the teacher's
+    assert table["prior"]["judge"] < table["candidate"]["judge"]
+    assert all(row["client_p50_ms"] is not None for row in table.values() if row["role"] != "prior")
+    assert any(key.endswith("_output.jsonl") for key in s3_keys())

@@ -31,6 +31,8 @@ import hashlib
 import itertools
 import json
 import math
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +48,10 @@ from botocore.paginate import Paginator, PaginatorModel
 from botocore.utils import parse_to_aware_datetime
 
 from intent_router.backends.bedrock_validation import request_violations, response_violations
+from intent_router.errors import RouterOutputError
+from intent_router.metrics import rubric_score
 from intent_router.prompts import extract_quoted_query
+from intent_router.schema import parse_routing_output
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -263,6 +268,40 @@ class FakeBatchJob:
     errors: int = 0
 
 
+@dataclass
+class FakeEvaluationJob:
+    arn: str
+    name: str
+    token: str
+    request: dict[str, Any]
+    created: datetime
+    fail_with: list[str] | None
+    status: str = "InProgress"
+    polls: int = 0
+    modified: datetime | None = None
+    failure_messages: list[str] = field(default_factory=list)
+    result_keys: list[str] = field(default_factory=list)
+
+
+Judge = Callable[[str, str, str], float]
+"""judge(prompt, referenceResponse, response) -> score on the rating scale."""
+
+
+def rubric_judge(prompt: str, reference: str, response: str) -> float:
+    """A judge that applies the seed's 1-5 rubric to the weights (reasoning not judged)."""
+    try:
+        expected = json.loads(reference)
+        signals = [k for k, v in expected.items() if isinstance(v, int | float)]
+        reference_weights = parse_routing_output(reference, signals).weights
+    except (ValueError, RouterOutputError, AttributeError):
+        return 1.0
+    try:
+        predicted = parse_routing_output(response, signals).weights
+    except RouterOutputError:
+        return float(rubric_score(reference_weights, None, signals))
+    return float(rubric_score(reference_weights, predicted, signals))
+
+
 class _FakeClient:
     """What both fakes share: the real `meta`/`exceptions`, dispatch and paginators."""
 
@@ -371,6 +410,13 @@ class FakeBedrockControl(_FakeClient):
     def tag_resource(self, **params: Any) -> dict[str, Any]:
         return self._call("tag_resource", params, self._fake._tag_resource)
 
+    # evaluation jobs
+    def create_evaluation_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("create_evaluation_job", params, self._fake._create_evaluation_job)
+
+    def get_evaluation_job(self, **params: Any) -> dict[str, Any]:
+        return self._call("get_evaluation_job", params, self._fake._get_evaluation_job)
+
 
 class FakeBedrockRuntime(_FakeClient):
     """The `bedrock-runtime` client: Converse only."""
@@ -393,6 +439,13 @@ class FakeBedrock:
     raise ValidationException with that message (a service that does not allow the update).
     Inspect `calls`, `jobs`, `models`, `deployments` (live), `deleted_deployments`,
     `deleted_models` and `tags` (ARN -> [{key, value}]).
+
+
+    Concurrency: `sleep_ms` makes every Converse call take that long in wall time;
+    `max_in_flight` is the most calls answered at once. Dispatch is thread-safe.
+    Evaluation jobs: `evaluation_polls_to_finish` get calls until Completed (or Failed with
+    the `fail_evaluation_with` messages); `judge` scores each answer; `s3` (a moto client) is
+    where the dataset is read and the results are written.
     """
 
     def __init__(
@@ -412,6 +465,10 @@ class FakeBedrock:
         fail_update_with: str | None = None,
         refuse_update_with: str | None = None,
         latency_ms: int = 300,
+        sleep_ms: float = 0.0,
+        evaluation_polls_to_finish: int = 2,
+        fail_evaluation_with: list[str] | None = None,
+        judge: Judge = rubric_judge,
         region: str = REGION,
         account_id: str = ACCOUNT_ID,
     ) -> None:
@@ -448,6 +505,17 @@ class FakeBedrock:
         self._deployment_tokens: dict[str, str] = {}
         self._injected: dict[str, list[tuple[str, str]]] = {}
         self._now = START
+        # evaluation jobs and concurrency
+        self.sleep_ms = sleep_ms  # every Converse call really takes this long (wall time)
+        self.evaluation_polls_to_finish = evaluation_polls_to_finish
+        self.fail_evaluation_with = fail_evaluation_with
+        self.judge = judge
+        # batch and evaluation jobs read their input and write their output through `s3`
+        self.evaluation_jobs: dict[str, FakeEvaluationJob] = {}
+        self._evaluation_tokens: dict[str, str] = {}
+        self.in_flight = 0  # Converse calls being answered right now
+        self.max_in_flight = 0  # the most seen at once
+        self._lock = threading.RLock()
         self.control = FakeBedrockControl(self)
         self.runtime = FakeBedrockRuntime(self)
 
@@ -488,29 +556,37 @@ class FakeBedrock:
         params: dict[str, Any],
         handler: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> dict[str, Any]:
-        self.calls.append((method, copy.deepcopy(params)))
-        self._now += timedelta(minutes=1)
         service_model = client.meta.service_model
         operation = client.meta.method_to_api_mapping[method]
         violations = request_violations(service_model, operation, params)
-        if violations:
-            raise ParamValidationError(report="\n".join(violations))
-        request = copy.deepcopy(params)
-        operation_model = service_model.operation_model(operation)
-        for member in operation_model.idempotent_members:  # botocore fills these with uuid4
-            request.setdefault(member, self._auto_token())
-        try:
-            queue = self._injected.get(method)
-            if queue:
-                code, message = queue.pop(0)
-                raise FakeBedrockError(code, message)
-            response = copy.deepcopy(handler(request))  # callers cannot mutate fake state
-        except FakeBedrockError as error:
-            raise self._client_error(client, operation, error.code, error.message) from None
+        # Converse is stateless here (the responder is pure): answered outside the lock, so
+        # concurrent calls really overlap; everything else is serialised.
+        exclusive = self._lock if method != "converse" else threading.Lock()
+        with exclusive:
+            with self._lock:
+                self.calls.append((method, copy.deepcopy(params)))
+                self._now += timedelta(minutes=1)
+                metadata = self._metadata(200)
+                if violations:
+                    raise ParamValidationError(report="\n".join(violations))
+                request = copy.deepcopy(params)
+                operation_model = service_model.operation_model(operation)
+                for member in operation_model.idempotent_members:  # botocore: uuid4
+                    request.setdefault(member, self._auto_token())
+                queue = self._injected.get(method)
+                injected = queue.pop(0) if queue else None
+            try:
+                if injected is not None:
+                    raise FakeBedrockError(*injected)
+                response = copy.deepcopy(handler(request))  # callers cannot mutate fake state
+            except FakeBedrockError as error:
+                with self._lock:
+                    failure = self._client_error(client, operation, error.code, error.message)
+                raise failure from None
         problems = response_violations(service_model, operation, response)
         if problems:
             raise AssertionError(f"FakeBedrock built an invalid {operation} response: {problems}")
-        response["ResponseMetadata"] = self._metadata(200)
+        response["ResponseMetadata"] = metadata
         return response
 
     def _client_error(
@@ -1352,7 +1428,16 @@ class FakeBedrock:
         # A teacher-prompted call quotes the query (prompts.teacher_user_message): like the real
         # model, the responder answers the query, not the wrapper around it.
         quoted = extract_quoted_query(user_text)
-        answer = self.responder(model_id, system_text, user_text if quoted is None else quoted)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.sleep_ms > 0:
+                time.sleep(self.sleep_ms / 1000)  # the simulated model time
+            answer = self.responder(model_id, system_text, user_text if quoted is None else quoted)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         stop_reason = "end_turn"
         config = request.get("inferenceConfig", {})
         cuts = [answer.find(s) for s in config.get("stopSequences", []) if s and s in answer]
@@ -1422,6 +1507,199 @@ class FakeBedrock:
                 f"Invocation of model ID {base_id} with on-demand throughput isn't supported."
                 + hint,
             )
+
+    # -- evaluation jobs (LLM-as-a-judge on precomputed answers) -----------------------
+    # Modelled on the user guide, UNVERIFIED against the service: the dataset checks
+    # (<= 1,000 prompts, every record answering for every precomputed source), the output
+    # layout <output>/<jobName>/<job-uuid>/models/<source>/taskTypes/<task>/datasets/
+    # <dataset>/<file-uuid>_output.jsonl and its records {"automatedEvaluationResult":
+    # {"scores": [{"metricName", "result", "evaluatorDetails"}]}, "inputRecord",
+    # "modelResponses"}; the result is the raw rating-scale value.
+
+    MAX_EVALUATION_PROMPTS = 1000
+
+    def _create_evaluation_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        token = request["clientRequestToken"]
+        if token in self._evaluation_tokens:
+            return {"jobArn": self._evaluation_tokens[token]}
+        name = request["jobName"]
+        if any(job.name == name for job in self.evaluation_jobs.values()):
+            raise FakeBedrockError(
+                "ConflictException", f"An evaluation job named {name} already exists."
+            )
+        automated = request["evaluationConfig"].get("automated")
+        if automated is None:
+            raise FakeBedrockError("ValidationException", "FakeBedrock judges automated jobs only.")
+        custom = automated.get("customMetricConfig", {})
+        custom_names = {
+            m["customMetricDefinition"]["name"]
+            for m in custom.get("customMetrics", [])
+            if "customMetricDefinition" in m
+        }
+        for config in automated["datasetMetricConfigs"]:
+            for metric in config["metricNames"]:
+                if metric.startswith("Builtin."):
+                    if "evaluatorModelConfig" not in automated:
+                        raise FakeBedrockError(
+                            "ValidationException", "Built-in metrics need an evaluatorModelConfig."
+                        )
+                elif metric not in custom_names:
+                    raise FakeBedrockError(
+                        "ValidationException", f"Metric {metric} is neither built in nor defined."
+                    )
+        sources = [
+            m["precomputedInferenceSource"]["inferenceSourceIdentifier"]
+            for m in request["inferenceConfig"].get("models", [])
+            if "precomputedInferenceSource" in m
+        ]
+        for config in automated["datasetMetricConfigs"]:
+            uri = config["dataset"].get("datasetLocation", {}).get("s3Uri")
+            if uri is None:
+                raise FakeBedrockError("ValidationException", "The dataset needs an s3Uri.")
+            self._check_evaluation_dataset(uri, sources)
+        arn = self._arn(f"evaluation-job/{suffix_for(token, 'evaluation:')}")
+        job = FakeEvaluationJob(
+            arn=arn,
+            name=name,
+            token=token,
+            request=request,
+            created=self._now,
+            modified=self._now,
+            fail_with=self.fail_evaluation_with,
+        )
+        self.evaluation_jobs[arn] = job
+        self._evaluation_tokens[token] = arn
+        if self.evaluation_polls_to_finish <= 0:
+            self._finish_evaluation(job)
+        return {"jobArn": arn}
+
+    def _s3_read(self, uri: str) -> bytes:
+        if self.s3 is None:
+            raise AssertionError("FakeBedrock.s3 must be a (moto) S3 client for evaluation jobs")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as error:  # NoSuchKey / NoSuchBucket from moto
+            raise FakeBedrockError(
+                "ValidationException", f"Cannot read the dataset {uri}: {error}"
+            ) from None
+        return body
+
+    def _check_evaluation_dataset(self, uri: str, sources: list[str]) -> None:
+        records = [json.loads(line) for line in self._s3_read(uri).splitlines() if line.strip()]
+        if not records or len(records) > self.MAX_EVALUATION_PROMPTS:
+            raise FakeBedrockError(
+                "ValidationException",
+                f"The dataset has {len(records)} prompts; a job takes 1 to 1000.",
+            )
+        for number, record in enumerate(records, start=1):
+            if not isinstance(record.get("prompt"), str) or not record["prompt"]:
+                raise FakeBedrockError("ValidationException", f"Record {number} has no prompt.")
+            answered = [r.get("modelIdentifier") for r in record.get("modelResponses", [])]
+            if sorted(answered) != sorted(sources):
+                raise FakeBedrockError(
+                    "ValidationException",
+                    f"Record {number} answers for {answered}, the job names {sources}.",
+                )
+
+    def _find_evaluation_job(self, identifier: str) -> FakeEvaluationJob:
+        job = self.evaluation_jobs.get(identifier)
+        if job is None:
+            raise FakeBedrockError(
+                "ResourceNotFoundException", f"Could not find evaluation job {identifier}"
+            )
+        return job
+
+    def _finish_evaluation(self, job: FakeEvaluationJob) -> None:
+        job.modified = self._now
+        if job.fail_with is not None:
+            job.status = "Failed"
+            job.failure_messages = list(job.fail_with)
+            return
+        job.status = "Completed"
+        automated = job.request["evaluationConfig"]["automated"]
+        judge = automated["customMetricConfig"]["evaluatorModelConfig"]["bedrockEvaluatorModels"]
+        output = job.request["outputDataConfig"]["s3Uri"].rstrip("/")
+        job_uuid = suffix_for(job.token, "uuid:")
+        for config in automated["datasetMetricConfigs"]:
+            records = [
+                json.loads(line)
+                for line in self._s3_read(config["dataset"]["datasetLocation"]["s3Uri"])
+                .decode()
+                .splitlines()
+                if line.strip()
+            ]
+            sources = {r["modelIdentifier"] for record in records for r in record["modelResponses"]}
+            for source in sorted(sources):
+                lines = []
+                for record in records:
+                    response = next(
+                        r for r in record["modelResponses"] if r["modelIdentifier"] == source
+                    )
+                    scores = [
+                        {
+                            "metricName": metric,
+                            "result": self.judge(
+                                record["prompt"],
+                                record.get("referenceResponse", ""),
+                                response["response"],
+                            ),
+                            "evaluatorDetails": [
+                                {
+                                    "modelIdentifier": judge[0]["modelIdentifier"],
+                                    "explanation": "fake judge: the seed rubric on the weights",
+                                }
+                            ],
+                        }
+                        for metric in config["metricNames"]
+                    ]
+                    lines.append(
+                        json.dumps(
+                            {
+                                "automatedEvaluationResult": {"scores": scores},
+                                "inputRecord": {
+                                    k: v for k, v in record.items() if k != "modelResponses"
+                                },
+                                "modelResponses": [response],
+                            }
+                        )
+                    )
+                uri = (
+                    f"{output}/{job.name}/{job_uuid}/models/{source}/taskTypes/"
+                    f"{config['taskType']}/datasets/{config['dataset']['name']}/"
+                    f"{suffix_for(source, job_uuid)}_output.jsonl"
+                )
+                bucket, _, key = uri.removeprefix("s3://").partition("/")
+                assert self.s3 is not None
+                self.s3.put_object(Bucket=bucket, Key=key, Body="\n".join(lines).encode())
+                job.result_keys.append(key)
+
+    def _get_evaluation_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = self._find_evaluation_job(request["jobIdentifier"])
+        if job.status == "InProgress":
+            job.polls += 1
+            job.modified = self._now
+            if job.polls >= self.evaluation_polls_to_finish:
+                self._finish_evaluation(job)
+        asked = job.request
+        out: dict[str, Any] = {
+            "jobName": job.name,
+            "status": job.status,
+            "jobArn": job.arn,
+            "roleArn": asked["roleArn"],
+            "jobType": "Automated",
+            "applicationType": asked.get("applicationType", "ModelEvaluation"),
+            "evaluationConfig": asked["evaluationConfig"],
+            "inferenceConfig": asked["inferenceConfig"],
+            "outputDataConfig": asked["outputDataConfig"],
+            "creationTime": job.created,
+            "lastModifiedTime": job.modified or job.created,
+        }
+        if "jobDescription" in asked:
+            out["jobDescription"] = asked["jobDescription"]
+        if job.failure_messages:
+            out["failureMessages"] = job.failure_messages
+        return out
 
 
 def _text_of(message: Mapping[str, Any]) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from router_distill.bench import _derive, comparison_table, quality
+from router_distill.bench import (
+    _derive,
+    bench_labelling,
+    comparison_table,
+    labelling_table,
+    quality,
+)
 
 
 def report(candidate_golden: float) -> dict[str, Any]:
@@ -76,3 +82,14 @@ def test_the_table_marks_each_target_met_or_not_and_shows_the_previous_figures()
 def test_the_table_without_a_previous_bench_has_no_before_column() -> None:
     header = comparison_table(results(0.93), None).splitlines()[0]
     assert "before" not in header and "after" in header
+
+
+def test_labelling_figure_extrapolates_sequential_and_compares_with_the_bound() -> None:
+    figures = bench_labelling(queries=60, sleep_ms=5, concurrencies=[4], sequential_sample=6)
+    assert figures["sequential"]["queries"] == 6 and figures["sequential"]["max_in_flight"] == 1
+    assert "extrapolated" in figures["sequential"]["note"]
+    c4 = figures["c4"]
+    assert c4["max_in_flight"] == 4 and c4["queries"] == 60
+    assert c4["bound_s"] == round(1.2 * 60 * 0.005 / 4, 1)
+    table = labelling_table(figures)
+    assert "sequential (C=1)" in table and "C=4" in table

@@ -11,6 +11,7 @@ import pytest
 from intent_router.backends.bedrock import BedrockBackend, BedrockSettings
 from intent_router.backends.bedrock_validation import request_violations
 from intent_router.backends.local import LocalBackend
+from intent_router.errors import BackendServiceError
 from intent_router.prompts import extract_quoted_query, teacher_prompt, teacher_user_message
 from intent_router.schema import parse_routing_output
 from intent_router.storage import DirectoryStore
@@ -99,7 +100,8 @@ def test_teacher_prompted_targets_quote_and_the_student_does_not(tmp_path: Path)
     student = backend.target_for_deployment("arn:x", "candidate", "candidate")
     for target in (teacher, base_student):
         backend.invoke(target, [INJECTED], TAXONOMY)
-    backend.invoke(student, [INJECTED], TAXONOMY)
+    with pytest.raises(BackendServiceError, match="ValidationException"):  # no such deployment
+        backend.invoke(student, [INJECTED], TAXONOMY)
     texts = [call["messages"][0]["content"][0]["text"] for call in fake.calls_to("converse")]
     assert texts == [teacher_user_message(INJECTED)] * 2 + [INJECTED]
 
