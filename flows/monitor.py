@@ -63,8 +63,8 @@ def monitor_router(**parameters: Any) -> DriftCheck | None:
     sample = sample_traffic(new, params.sample_size, params.seed)
     queries = [q.query for q in sample]
     teacher = next(t for t in backend.baselines(taxonomy) if t.role == "teacher")
-    target = backend.target_for_deployment(
-        champion.deployment_id, "champion", f"champion {champion.model_id}"
+    target = backend.target_for_deployment(  # called the way it was trained
+        champion.deployment_id, "champion", f"champion {champion.model_id}", champion.prompt
     )
     check_monitor_budget(
         estimate_monitor_cost(

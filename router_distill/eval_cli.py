@@ -121,8 +121,11 @@ def run_eval(args: argparse.Namespace) -> int:
                 priced_as="local",
             )
         else:
-            target = backend.target_for_deployment(
-                champion.deployment_id, "champion", f"champion {champion.model_id}"
+            target = backend.target_for_deployment(  # called the way it was trained
+                champion.deployment_id,
+                "champion",
+                f"champion {champion.model_id}",
+                champion.prompt,
             )
         teacher = next(t for t in backend.baselines(taxonomy) if t.role == "teacher")
         results = [evaluate_target(backend, t, (), taxonomy, golden) for t in (target, teacher)]

@@ -15,6 +15,7 @@ from intent_router.drift import DriftCheck, top_signal_mix, vocabulary
 from intent_router.errors import CorruptStateError, RouterOutputError
 from intent_router.metrics import parse_outputs
 from intent_router.preflight import CostEstimate, check_budget
+from intent_router.prompts import extract_quoted_query
 from intent_router.registry import ChampionRecord
 from intent_router.report import artifact_key, markdown_table
 from intent_router.schema import parse_routing_output
@@ -60,7 +61,8 @@ def profile_training_data(
     for line in data.decode("utf-8").splitlines():
         record = json.loads(line)
         turns = {m["role"]: m["content"][0]["text"] for m in record["messages"]}
-        queries.append(turns["user"])
+        # distill-prompts records quote the query in the teacher's user message
+        queries.append(extract_quoted_query(turns["user"]) or turns["user"])
         if "assistant" in turns:
             try:
                 weights.append(

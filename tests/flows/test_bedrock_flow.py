@@ -30,6 +30,7 @@ from intent_router.registry import ChampionRegistry
 from intent_router.taxonomy import builtin_taxonomy
 from intent_router.teacher import ReferenceTeacher
 from intent_router.training_modes import teacher_response_tokens
+from router_distill.cli import main
 from tasks.runtime import Runtime
 from tests.support.aws import bedrock_on_moto
 from tests.support.aws import s3_keys as bucket_keys
@@ -144,6 +145,19 @@ def test_bedrock_run_distils_from_prompts_and_pays_the_teacher_once(aws: FakeBed
     champion = ChampionRegistry(store, "default").current()
     assert champion is not None and champion.deployment_id in aws.deployments
     assert (champion.training_mode, champion.prompt) == ("distill-prompts", "teacher")
+    # `router-distill eval` also calls the champion the way it was trained.
+    before = len(aws.calls_to("converse"))
+    golden = ["--golden", PARAMS["golden"], "--json"]
+    assert (
+        main(["eval", "--backend", PARAMS["backend"], "--storage-block", "s3-bucket/test", *golden])
+        == 0
+    )
+    asked = [
+        c for c in aws.calls_to("converse")[before:] if "custom-model-deployment" in c["modelId"]
+    ]
+    assert asked and all(
+        c["system"][0]["text"] == teacher_prompt(builtin_taxonomy()) for c in asked
+    )
 
 
 def test_fine_tune_labelled_trains_on_the_pipelines_labels(aws: FakeBedrock) -> None:

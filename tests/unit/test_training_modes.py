@@ -288,3 +288,44 @@ def test_the_local_job_has_its_teacher_answer_prompt_only_records(tmp_path: Path
     status = backend.job_status(backend.start_distillation(request, TAXONOMY).job_id)
     assert status.state == "Completed", status.failure_message
     assert status.metrics["records"] == len(queries)
+
+
+def test_the_monitor_reads_the_queries_of_a_prompts_only_training_file(router_home: Path) -> None:
+    from intent_router.drift import vocabulary
+    from intent_router.registry import ChampionRecord
+    from tasks.monitor import profile_training_data
+    from tasks.runtime import Runtime
+
+    runtime = Runtime()
+    system = teacher_prompt(TAXONOMY)
+    records = [
+        training_record(teacher_user_message("otters sliding down a snowbank"), None, system),
+        training_record(
+            teacher_user_message("waves crashing"),
+            '{"visual": 0.5, "audio": 0.3, "transcription": 0.1, "metadata": 0.1, '
+            '"reasoning": "sound"}',
+            system,
+        ),
+    ]
+    runtime.store().write(
+        "datasets/m/train.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode()
+    )
+    champion = ChampionRecord(
+        router="m",
+        model_id="local-model/m",
+        deployment_id="d",
+        run_id="r",
+        taxonomy="default",
+        signals=TAXONOMY.signal_names,
+        metrics={},
+        promoted_at="2026-12-01T00:00:00+00:00",
+        training_data="datasets/m/train.jsonl",
+        training_mode="distill-prompts",
+        prompt="teacher",
+    )
+    profile = profile_training_data.fn(champion, TAXONOMY, runtime)
+    assert profile is not None and profile.queries == 2
+    # The query's words, not the teacher message's wrapper around it.
+    assert profile.tokens == frozenset(
+        vocabulary(["otters sliding down a snowbank", "waves crashing"])
+    )
