@@ -248,7 +248,6 @@ def start(params: DistillParams) -> Run:
         mode=run.mode,
         traffic_queries=_queries_to_label(run),
         extra_eval_queries=_extra_eval_queries(run),
-        traffic_train_queries=len(run.traffic.train) if run.traffic else 0,
     )
     return run
 

@@ -115,7 +115,6 @@ def estimate_cost(
     epochs: int = 2,
     response_tokens: int | None = None,
     traffic_queries: Sequence[str] = (),
-    traffic_train_queries: int = 0,
     extra_eval_queries: Sequence[str] = (),
     labelling_path_of: Callable[[int], LabellingPath] | None = None,
     monitor_sample: int | None = None,
@@ -225,9 +224,8 @@ def estimate_cost(
         )
     if mode.teacher_in_job:
         logged = mode is TrainingMode.DISTILL_INVOCATION_LOGS
+        # train_count holds the traffic share too (the merge trims synthetic to fit)
         prompts = 0 if logged and params.invocation_logs_use_responses else params.train_count
-        if not logged:
-            prompts += traffic_train_queries
         cap = response_tokens or mean_answer
         lines.append(
             _line(

@@ -46,7 +46,6 @@ def preflight(
     mode: TrainingMode = TrainingMode.FINE_TUNE_LABELLED,
     traffic_queries: list[str] | None = None,
     extra_eval_queries: list[str] | None = None,
-    traffic_train_queries: int = 0,
 ) -> CostEstimate | None:
     """Estimate every paid line of the run in its training mode (labelling, curated examples,
     the job's teacher, training, storage, evaluation, the monitor's sample); stop if a budgeted
@@ -61,7 +60,6 @@ def preflight(
         | {
             "traffic_queries": traffic_queries or (),
             "extra_eval_queries": extra_eval_queries or (),
-            "traffic_train_queries": traffic_train_queries,
         },
     )
     create_table_artifact(
