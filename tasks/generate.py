@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
@@ -28,14 +30,20 @@ class BatchOutput(BaseModel):
     teacher_calls: int
 
 
+LABELLING_TASK: dict[str, Any] = {
+    "cache_policy": (INPUTS - "runtime") + TASK_SOURCE,  # cached per input; a paid call each
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+"""Options of every task that pays the teacher to label."""
+
+
 @task(
     name="generate-batch",
     task_run_name="generate-{batch.key}",
-    cache_policy=(INPUTS - "runtime") + TASK_SOURCE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
+    **LABELLING_TASK,
 )
 def generate_batch(
     batch: BatchSpec,
@@ -121,11 +129,7 @@ def generate_batch(
 
 @task(
     name="label-examples",
-    cache_policy=(INPUTS - "runtime") + TASK_SOURCE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_transient,
+    **LABELLING_TASK,
 )
 def label_examples(
     queries: tuple[str, ...],

@@ -62,6 +62,17 @@ def _clients(region: str) -> tuple[Any, Any]:
     return session.client("bedrock"), session.client("bedrock-runtime")
 
 
+def _dry_run_backend(settings: BedrockSettings, store: _UriOnly) -> BedrockBackend:
+    """A Bedrock backend on the dry-run clients: builds requests, never sends one."""
+    control, runtime = _clients(settings.region_name)
+    return BedrockBackend(
+        settings,
+        control=control,
+        runtime=runtime,
+        store=store,  # type: ignore[arg-type]
+    )
+
+
 def request_plan(
     params: DistillParams,
     taxonomy: Taxonomy,
@@ -70,14 +81,9 @@ def request_plan(
     folder: str = "router-distill",
     mode: TrainingMode = TrainingMode.DISTILL_PROMPTS,
 ) -> list[PlannedRequest]:
-    control, runtime = _clients(settings.region_name)
     store = _UriOnly(bucket, folder)
-    backend = BedrockBackend(
-        settings,
-        control=control,
-        runtime=runtime,
-        store=store,  # type: ignore[arg-type]
-    )
+    backend = _dry_run_backend(settings, store)
+    control, runtime = backend.control, backend.runtime
     router = params.router_name or taxonomy.name
     plan = plan_generation(params, taxonomy)
     teacher = ReferenceTeacher(taxonomy)
@@ -300,13 +306,7 @@ def plan_estimate(
     params: DistillParams, taxonomy: Taxonomy, settings: BedrockSettings, mode: TrainingMode
 ) -> CostEstimate:
     """The cost estimate a Bedrock run in `mode` would check before its first paid call."""
-    control, runtime = _clients(settings.region_name)
-    backend = BedrockBackend(
-        settings,
-        control=control,
-        runtime=runtime,
-        store=_UriOnly("dry-run", "router-distill"),  # type: ignore[arg-type]
-    )
+    backend = _dry_run_backend(settings, _UriOnly("dry-run", "router-distill"))
     return estimate_cost(params, taxonomy, **cost_inputs(backend, taxonomy, mode))
 
 

@@ -130,7 +130,7 @@ def test_the_jobs_teacher_gets_room_for_the_routing_json() -> None:
 
 
 def test_mode_changes_the_job_identity_but_labelled_jobs_keep_their_names() -> None:
-    def request(mode: TrainingMode) -> str:
+    def request(**mode: TrainingMode) -> str:  # no mode: the default, as before modes existed
         return distillation_request(
             router="default",
             dataset_sha256="ab" * 32,
@@ -140,22 +140,12 @@ def test_mode_changes_the_job_identity_but_labelled_jobs_keep_their_names() -> N
             taxonomy=TAXONOMY,
             backend_name="bedrock",
             student_config={},
-            mode=mode,
+            **mode,
         ).token
 
-    tokens = {request(m) for m in TrainingMode}
+    tokens = {request(mode=m) for m in TrainingMode}
     assert len(tokens) == 3
-    old = distillation_request(
-        router="default",
-        dataset_sha256="ab" * 32,
-        training_path="t",
-        training_uri="s3://b/t",
-        output_prefix="o",
-        taxonomy=TAXONOMY,
-        backend_name="bedrock",
-        student_config={},
-    ).token
-    assert old == request(TrainingMode.FINE_TUNE_LABELLED)
+    assert request() == request(mode=TrainingMode.FINE_TUNE_LABELLED)
 
 
 # -- cost ----------------------------------------------------------------------------------------
