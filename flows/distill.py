@@ -43,6 +43,7 @@ from intent_router.evaluation import (
     check_cascade_fallback,
     prior_source,
     prior_target,
+    prior_weights,
 )
 from intent_router.gate import GoldenEvidence, decide
 from intent_router.golden import GoldenSet
@@ -414,6 +415,7 @@ def deploy_candidate(
         training_data=data.train_ref.path or None,
         training_mode=run.mode.value,
         prompt=run.mode.student_prompt,
+        prior=prior_weights(prior_source(data.split), run.taxonomy),
     )
 
 

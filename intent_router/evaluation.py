@@ -96,9 +96,14 @@ def prior_source(split: Any) -> Sequence[LabelledQuery]:
 MIN_PRIOR_RECORDS = 50
 
 
+def prior_weights(train: Sequence[LabelledQuery], taxonomy: Taxonomy) -> dict[str, float]:
+    """The training set's mean weights: the prior baseline, and the serving fallback."""
+    return training_mean([r.weights for r in train], taxonomy.signal_names)
+
+
 def prior_target(train: Sequence[LabelledQuery], taxonomy: Taxonomy) -> ModelTarget:
     """The trivial baseline: always answer the training set's mean weights."""
-    weights = training_mean([r.weights for r in train], taxonomy.signal_names)
+    weights = prior_weights(train, taxonomy)
     return ModelTarget(
         name="prior (training mean)",
         role="prior",

@@ -82,6 +82,7 @@ class ChampionRecord(BaseModel):
     cascade: CascadePolicy | None = None  # when to ask the teacher instead (None: never chosen)
     training_mode: str = "fine-tune-labelled"  # how it learned (training_modes.TrainingMode)
     prompt: Literal["student", "teacher"] = "student"  # the prompt it is called with
+    prior: dict[str, float] | None = None  # training-mean weights: the serving fallback
 
 
 class _Pointer(ChampionRecord):
@@ -203,6 +204,16 @@ class ChampionRegistry:
     def _read_pointer(self) -> _Pointer | None:
         data = self.store.read(self._pointer)
         return None if data is None else self._parse_pointer(data)
+
+    def read_pointer(self) -> tuple[bytes, ChampionRecord] | None:
+        """The pointer's bytes (to notice a change) and its champion; None if none was
+        promoted. CorruptStateError if unreadable."""
+        data = self.store.read(self._pointer)
+        if data is None:
+            return None
+        record = _record(self._parse_pointer(data))
+        assert record is not None
+        return data, record
 
     def current(self) -> ChampionRecord | None:
         """The live champion; None if none was promoted. CorruptStateError if unreadable."""

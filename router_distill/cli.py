@@ -1,4 +1,4 @@
-"""Command line: `router-distill run | route | bench`."""
+"""Command line: `router-distill run | route | api | bench` and the registry commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from router_distill.api_cli import add_api_parser, run_api
 from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eval, run_monitor
 from router_distill.golden_cli import add_golden_parser, golden_check
 from router_distill.janitor_cli import add_janitor_parser, run_janitor
@@ -139,7 +140,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     route.add_argument(
         "--taxonomy",
-        help="taxonomy file of the router, for --cascade when it is not a built-in taxonomy",
+        help="taxonomy file of the router, when it is not a built-in taxonomy (for --cascade, "
+        "and for a Bedrock champion's prompt)",
+    )
+    route.add_argument(
+        "--storage-block",
+        help="saved file-system block 'slug/name' the runs store to (default: "
+        "ROUTER_DISTILL_HOME); e.g. the S3 bucket of `blocks create --backend aws`",
+    )
+    route.add_argument(
+        "--teacher-model-id",
+        help="Bedrock champion with --cascade: the teacher model or inference profile to ask",
     )
     champion = sub.add_parser("champion", help="show the current champion and its metrics")
     history = sub.add_parser("history", help="show the promotion ledger")
@@ -202,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     add_monitor_parser(sub)
     add_golden_parser(sub)
     add_janitor_parser(sub)
+    add_api_parser(sub)
     bench = sub.add_parser("bench", help="measure the pipeline and the student; print figures")
     bench.add_argument("--train-count", type=int, default=10_000)
     bench.add_argument(
@@ -622,11 +634,10 @@ def _read_queries(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from intent_router.backends.local import LocalBackend, student_decision
     from intent_router.errors import UserInputError
-    from intent_router.registry import ChampionRegistry, check_router_name
-    from intent_router.settings import home
-    from intent_router.storage import DirectoryStore
+    from intent_router.registry import check_router_name
+    from intent_router.serving import NoChampionError, ServingSettings, load_router
+    from intent_router.taxonomy import load_taxonomy
     from intent_router.text import check_query
 
     queries, unreadable = _read_queries(args.queries)
@@ -635,17 +646,18 @@ def _route(args: argparse.Namespace) -> int:
     if unreadable and not queries:
         return EXIT_USAGE
     try:
-        check_router_name(args.router)
-        store = DirectoryStore(home() / "store")
-        champion = ChampionRegistry(store, args.router).current()
-        if champion is None:
-            _error(
-                f"no router has been promoted yet for '{args.router}'; "
-                "run `router-distill run` first"
-            )
-            return EXIT_FAILED
-        student = LocalBackend(store).load_student(champion.model_id)
-        fallback = _cascade_fallback(champion, args.taxonomy) if args.cascade else None
+        check_router_name(args.router)  # before any storage or Prefect API is touched
+        settings = ServingSettings(cascade=args.cascade, teacher_model_id=args.teacher_model_id)
+        router = load_router(
+            args.router,
+            args.storage_block,
+            taxonomy=load_taxonomy(args.taxonomy) if args.taxonomy else None,
+            settings=settings,
+            watch=False,
+        )
+    except NoChampionError as error:
+        _error(str(error))
+        return EXIT_FAILED
     except (ValueError, UserInputError) as error:  # incl. CorruptStateError, ModelArtifactError
         _error(str(error))
         return EXIT_USAGE
@@ -653,6 +665,7 @@ def _route(args: argparse.Namespace) -> int:
     for number, raw in enumerate(queries, start=1):
         try:
             query = check_query(raw)
+            decision = router.route(query)
         except ValueError as error:
             status = EXIT_USAGE
             shown = one_line(raw if len(raw) <= 60 else raw[:57] + "...")
@@ -661,65 +674,19 @@ def _route(args: argparse.Namespace) -> int:
             else:
                 _error(f"query {number}: {error}")
             continue
-        decision = student_decision(student, query)
-        answer = [decision.weights[s] for s in student.signals]
-        policy = champion.cascade
-        confidence = round(policy.confidence(answer), 4) if policy is not None else None
-        answered_by = "student"
-        if fallback is not None and policy is not None and policy.defers(answer):
-            decision, answered_by = fallback.route(query), "teacher"
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "query": query,
-                        "weights": decision.weights,
-                        "reasoning": decision.reasoning,
-                        "confidence": confidence,
-                        "answered_by": answered_by,
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        else:
-            weights = "  ".join(f"{k} {v:.2f}" for k, v in decision.weights.items())
-            sure = "" if confidence is None else f"  (confidence {confidence:.2f}, {answered_by})"
-            print(f"{query}\n  {weights}{sure}\n  {decision.reasoning}")
+            print(json.dumps({"query": query, **decision.as_dict()}, ensure_ascii=False))
+            continue
+        weights = "  ".join(f"{k} {v:.2f}" for k, v in decision.weights.items())
+        sure = (
+            ""
+            if decision.confidence is None
+            else f"  (confidence {decision.confidence:.2f}, {decision.answered_by})"
+        )
+        if decision.fallback:
+            sure = f"  (fallback: {decision.answered_by}, {decision.fallback_reason})"
+        print(f"{query}\n  {weights}{sure}\n  {decision.reasoning}")
     return status
-
-
-def _cascade_fallback(champion: Any, taxonomy_file: str | None) -> Any:
-    """The reference teacher of the champion's taxonomy, for `route --cascade`."""
-    from intent_router.backends.local import teacher_for
-    from intent_router.errors import UserInputError
-    from intent_router.taxonomy import builtin_taxonomy, builtin_taxonomy_names, load_taxonomy
-
-    if champion.cascade is None:
-        raise UserInputError(
-            f"router '{champion.router}' has no cascade policy (its champion was promoted "
-            "before confidence was calibrated); run `router-distill run` to train one"
-        )
-    if champion.cascade.fallback_role != "teacher":
-        raise UserInputError(
-            f"router '{champion.router}' falls back to the model of role "
-            f"'{champion.cascade.fallback_role}'; route --cascade can only ask the local "
-            "reference teacher"
-        )
-    if taxonomy_file is not None:
-        taxonomy = load_taxonomy(taxonomy_file)
-    elif champion.taxonomy in builtin_taxonomy_names():
-        taxonomy = builtin_taxonomy(champion.taxonomy)
-    else:
-        raise UserInputError(
-            f"router '{champion.router}' uses taxonomy '{champion.taxonomy}', which is not "
-            "built in; pass --taxonomy FILE for --cascade"
-        )
-    if tuple(taxonomy.signal_names) != tuple(champion.signals):
-        raise UserInputError(
-            f"taxonomy '{taxonomy.name}' has signals {list(taxonomy.signal_names)}; the "
-            f"champion routes to {list(champion.signals)}"
-        )
-    return teacher_for(taxonomy)
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -859,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         return golden_check(args)
     if args.command == "janitor":
         return run_janitor(args)
+    if args.command == "api":
+        return run_api(args)
     from router_distill.bench import run_bench
 
     return run_bench(args)

@@ -84,8 +84,19 @@ def teacher_for(taxonomy: Taxonomy) -> ReferenceTeacher:
 
 def student_decision(student: HashedNgramStudent, query: str) -> RoutingDecision:
     """The student's routing decision with a reasoning naming the content words behind it."""
-    weights = student.predict_weights([query])[0]
-    decision = {s: float(w) for s, w in zip(student.signals, weights, strict=True)}
+    return student_decisions(student, [query])[0]
+
+
+def student_decisions(student: HashedNgramStudent, queries: Sequence[str]) -> list[RoutingDecision]:
+    """`student_decision` for many queries, the weights computed in one vectorised pass."""
+    if not queries:
+        return []
+    rows = student.predict_weights(queries).tolist()
+    return [_explained(student, q, row) for q, row in zip(queries, rows, strict=True)]
+
+
+def _explained(student: HashedNgramStudent, query: str, row: list[float]) -> RoutingDecision:
+    decision = dict(zip(student.signals, row, strict=True))
     ordered = sorted(decision, key=lambda s: -decision[s])
     if student.answers_prior(query):
         reasoning = f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
