@@ -14,7 +14,9 @@ between requests, and a model failure answers the fallback (marked) instead of a
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -251,6 +253,8 @@ def create_app(
         redoc_url=None,
     )
 
+    app.state.routers = routers
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> Response:
         return _json({"error": str(error.detail)}, error.status_code)
@@ -398,9 +402,21 @@ def serve(
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
     announce(f"listening on http://{shown}:{bound_port}")
+    uv = server(app, drain_seconds=drain_seconds)
+
+    def stop(signum: int, frame: object) -> None:
+        uv.should_exit = True
+
+    # uvicorn re-raises the signal it drained on (to these handlers, not the default one
+    # that would kill the process with -15): a drained shutdown exits 0.
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server(app, drain_seconds=drain_seconds).run(sockets=[sock])
+        uv.run(sockets=[sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
         for router in routers:
             router.close()

@@ -16,7 +16,9 @@ from intent_router.dedupe import leaked_pairs
 from intent_router.errors import BackendLimitError, DistillationJobFailed
 from intent_router.params import DistillParams
 from intent_router.registry import ChampionRegistry
+from intent_router.serving import load_router
 from intent_router.storage import DirectoryStore
+from router_distill.cli import main
 from tests.flows.conftest import TeacherCalls
 from tests.support.runs import LENIENT_GATE, SMALL_RUN
 
@@ -28,7 +30,7 @@ def store(home: Path) -> DirectoryStore:
 
 
 def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
-    router_home: Path, teacher_calls: TeacherCalls
+    router_home: Path, teacher_calls: TeacherCalls, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params = DistillParams.model_validate({**SMALL, "gate": LENIENT_GATE})
     first = distill_router(**params.flow_parameters())
@@ -87,6 +89,17 @@ def test_full_flow_promotes_and_second_run_pays_no_teacher_calls(
         assert Artifact.get(f"{kind}-default") is not None, kind
         assert Artifact.get(kind) is None, f"{kind} is not keyed per router"
     assert first.dataset.cached_batches == 0
+    # The service answers with the champion the CLI and the ledger artifact show.
+    ledger = Artifact.get("ledger-default")
+    assert ledger is not None and ledger.data is not None
+    newest = json.loads(ledger.data)[0] if isinstance(ledger.data, str) else ledger.data[0]
+    with load_router("default", watch=False) as router:
+        answer = router.route("sound of rain on a tin roof")
+        served = router.champion
+    assert answer.model_id == newest["model"] == first.model_id and not answer.fallback
+    assert served is not None and served.prior is not None  # the fallback's training mean
+    assert main(["champion"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_id"] == answer.model_id
 
     teacher_calls.count = 0
     second = distill_router(**params.flow_parameters())
