@@ -241,6 +241,7 @@ class HashedNgramStudent:
     def _reset_encoder(self) -> None:
         known = set(self.known.tolist()) if self.known is not None else None
         self._encode = _Encoder(self.n_buckets, known, self.phrases)
+        self._push_cache: dict[str, list[float]] = {}
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, queries: Sequence[str]) -> scipy.sparse.csr_matrix:
@@ -336,18 +337,22 @@ class HashedNgramStudent:
     # -- inference --------------------------------------------------------------------------
     def predict_proba(self, queries: Sequence[str]) -> np.ndarray:
         """Unrounded weight vectors, one row per query (the prior for an uninformed guess)."""
+        return self._proba_informed(queries)[0]
+
+    def _proba_informed(self, queries: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """(predict_proba, whether each query got the prior), encoding each query once."""
         prior = self.prior
         if len(queries) == 1:  # the serving case: plain floats beat numpy calls on 4 numbers
             ids, informed = self._encode(queries[0])
             if prior is not None and not informed:
-                return np.asarray(prior, dtype=np.float64)[None, :]
+                return np.asarray(prior, dtype=np.float64)[None, :], [True]
             scale = len(ids) ** -LENGTH_NORM
             sums = self.weights[ids].sum(axis=0).tolist()
             raw = [v * scale + b for v, b in zip(sums, self.bias.tolist(), strict=True)]
             top = max(raw)
             exps = [math.exp(v - top) for v in raw]
             total = sum(exps)
-            return np.array([[e / total for e in exps]])
+            return np.array([[e / total for e in exps]]), [False]
         flat: list[int] = []
         lengths: list[int] = []
         uninformed: list[int] = []
@@ -365,12 +370,20 @@ class HashedNgramStudent:
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        gave_prior = [False] * len(queries)
         if prior is not None and uninformed:
             result[uninformed] = prior
-        return result
+            for row in uninformed:
+                gave_prior[row] = True
+        return result, gave_prior
 
     def predict_weights(self, queries: Sequence[str]) -> np.ndarray:
         return round_to_grid(self.predict_proba(queries), self.round_step)
+
+    def predict_weights_and_prior(self, queries: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """`predict_weights`, and for each query whether it is the training prior."""
+        proba, gave_prior = self._proba_informed(queries)
+        return round_to_grid(proba, self.round_step), gave_prior
 
     def answers_prior(self, query: str) -> bool:
         """True when `predict_proba` gives this query the training prior (nothing it knows)."""
@@ -378,8 +391,11 @@ class HashedNgramStudent:
 
     def explain(self, query: str, signal: str, top: int = 3) -> list[str]:
         """The content words (and content-word pairs) that pushed hardest towards `signal`."""
-        column = self.signals.index(signal)
-        words = normalise(query).split(" ")
+        return self.explain_signals(query, [signal], top)[0]
+
+    def explain_signals(self, query: str, signals: Sequence[str], top: int = 3) -> list[list[str]]:
+        """`explain` for several signals, the query's candidates looked up once."""
+        words = words_of(query)
         candidates = ["w:" + w for w in words if is_content_word(w)]
         candidates += [
             "b:" + a + " " + b
@@ -387,18 +403,36 @@ class HashedNgramStudent:
             if is_content_word(a) and is_content_word(b)
         ]
         if not candidates:
-            return []
-        w = self.weights[_hash(candidates, self.n_buckets)]
-        push = w[:, column] - w.mean(axis=1)
-        ranked = sorted(zip(push, candidates, strict=True), key=lambda p: -p[0])
-        cues: list[str] = []
-        for score, name in ranked:
-            cue = name[2:]
-            if score <= 0 or len(cues) == top:
-                break
-            if not any(cue in c.split(" ") or c in cue.split(" ") for c in cues):
-                cues.append(cue)
-        return cues
+            return [[] for _ in signals]
+        pushes = self._pushes(candidates)
+        out: list[list[str]] = []
+        for signal in signals:
+            column = self.signals.index(signal)
+            ranked = sorted(
+                zip([p[column] for p in pushes], candidates, strict=True), key=lambda p: -p[0]
+            )
+            cues: list[str] = []
+            for score, name in ranked:
+                cue = name[2:]
+                if score <= 0 or len(cues) == top:
+                    break
+                if not any(cue in c.split(" ") or c in cue.split(" ") for c in cues):
+                    cues.append(cue)
+            out.append(cues)
+        return out
+
+    def _pushes(self, candidates: list[str]) -> list[list[float]]:
+        """Per candidate feature, how far its weight for each signal is above its mean
+        (remembered: the weights do not change after training)."""
+        cache = self._push_cache
+        missing = [c for c in candidates if c not in cache]
+        if missing:
+            if len(cache) >= _WORD_CACHE_LIMIT:
+                cache.clear()
+            w = self.weights[_hash(missing, self.n_buckets)]
+            push = w - w.mean(axis=1, keepdims=True)
+            cache.update(zip(missing, push.tolist(), strict=True))
+        return [cache[c] for c in candidates]
 
     # -- persistence ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -91,26 +91,35 @@ def student_decisions(student: HashedNgramStudent, queries: Sequence[str]) -> li
     """`student_decision` for many queries, the weights computed in one vectorised pass."""
     if not queries:
         return []
-    rows = student.predict_weights(queries).tolist()
-    return [_explained(student, q, row) for q, row in zip(queries, rows, strict=True)]
+    weights, gave_prior = student.predict_weights_and_prior(queries)
+    signals = student.signals
+    out = []
+    for query, row, prior in zip(queries, weights.tolist(), gave_prior, strict=True):
+        decision = dict(zip(signals, row, strict=True))
+        ordered = sorted(decision, key=lambda s: -decision[s])
+        if prior:
+            reasoning = (
+                f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
+            )
+        else:
+            reasoning = _reasoning(student, query, decision, ordered)
+        out.append(RoutingDecision.model_construct(weights=decision, reasoning=reasoning))
+    return out
 
 
-def _explained(student: HashedNgramStudent, query: str, row: list[float]) -> RoutingDecision:
-    decision = dict(zip(student.signals, row, strict=True))
-    ordered = sorted(decision, key=lambda s: -decision[s])
-    if student.answers_prior(query):
-        reasoning = f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
-        return RoutingDecision(weights=decision, reasoning=reasoning)
+def _reasoning(
+    student: HashedNgramStudent, query: str, decision: dict[str, float], ordered: list[str]
+) -> str:
+    """'Mostly <signal> (<cues>); also <signal> (<cues>).' from the words behind the weights."""
+    top_two = ordered[:2] if len(ordered) > 1 and decision[ordered[1]] >= 0.15 else ordered[:1]
     parts: list[str] = []
     named: set[str] = set()
-    for signal in ordered[:2]:
-        if parts and decision[signal] < 0.15:
-            break
-        cues = [c for c in student.explain(query, signal) if c not in named]  # each cue once
+    for signal, found in zip(top_two, student.explain_signals(query, top_two), strict=True):
+        cues = [c for c in found if c not in named]  # each cue once
         named.update(cues)
         parts.append(f"{signal} ({', '.join(cues)})" if cues else signal)
     also = f"; also {parts[1]}" if len(parts) > 1 else ""
-    return RoutingDecision(weights=decision, reasoning=f"Mostly {parts[0]}{also}.")
+    return f"Mostly {parts[0]}{also}."
 
 
 class LocalBackend:
