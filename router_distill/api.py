@@ -80,8 +80,9 @@ def _query(value: object, field: str) -> str:
         )
     try:
         return check_query(value)
-    except ValueError as error:
-        raise ApiError(422, f"{field}: {error}", field) from None
+    except ValueError as error:  # "query is empty": named by its field in a batch
+        message = str(error) if field == "query" else f"{field}: {error}"
+        raise ApiError(422, message, field) from None
 
 
 def _json_type(value: object) -> str:
