@@ -556,7 +556,12 @@ class Router:
                 checked.append(check_query(query))
             except ValueError as error:
                 raise ValueError(f"query {number}: {error}") from None
-        return self._decide(self._snapshot(), checked) if checked else []
+        return self.route_checked(checked)
+
+    def route_checked(self, queries: Sequence[str]) -> list[Decision]:
+        """`route_many` for queries that already passed `text.check_query` (the HTTP service
+        validates them as it parses the request)."""
+        return self._decide(self._snapshot(), list(queries)) if queries else []
 
     def _decide(self, champion: LoadedChampion, queries: list[str]) -> list[Decision]:
         record = champion.record

@@ -278,13 +278,11 @@ def create_app(
                 )
             try:
                 if router.blocking:  # Converse waits on the network: off the event loop
-                    decisions = await run_in_threadpool(router.route_many, parsed.queries)
+                    decisions = await run_in_threadpool(router.route_checked, parsed.queries)
                 else:
-                    decisions = router.route_many(parsed.queries)
+                    decisions = router.route_checked(parsed.queries)
             except NoChampionError as error:
                 raise ApiError(503, str(error)) from None
-            except ValueError as error:  # checked above; kept as a 422, never a 500
-                raise ApiError(422, str(error), "queries") from None
         except ApiError as error:
             requests_total.labels(name if name in routers else "unknown", str(error.status)).inc()
             return _error(error)

@@ -115,19 +115,25 @@ def test_a_promotion_under_traffic_fails_no_request(store: DirectoryStore) -> No
     seen: set[str] = set()
     errors: list[BaseException] = []
     stop = threading.Event()
+    new_answer = threading.Event()
     with load_router("default", store=store, settings=settings) as router:
 
         def traffic() -> None:
             while not stop.is_set():
                 try:
-                    seen.add(router.route("sound of rain").model_id)
+                    model = router.route("sound of rain").model_id
                 except BaseException as error:  # any failure is the defect under test
                     errors.append(error)
+                    continue
+                seen.add(model)
+                if model == "local-model/m-2":
+                    new_answer.set()
 
         worker = threading.Thread(target=traffic)
         worker.start()
         second = promote_local(store, "m-2")
         assert router.wait_for_champion(second.model_id, timeout_s=30)
+        assert new_answer.wait(30)  # the traffic itself got an answer from the new model
         stop.set()
         worker.join()
     assert errors == []
