@@ -23,14 +23,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from intent_router.backends.bedrock import BedrockBackend
-from intent_router.backends.local import LocalBackend, student_decisions, teacher_for
+from intent_router.backends.local import LocalBackend, student_answers, teacher_for
 from intent_router.errors import CorruptStateError, RouterOutputError, UserInputError
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.registry import ChampionRecord, ChampionRegistry, now_iso
@@ -127,7 +127,14 @@ class Failure:
     message: str
 
 
-Answer = RoutingDecision | Failure
+class Answered(NamedTuple):
+    """A model's usable answer (what the serving path needs of a RoutingDecision)."""
+
+    weights: dict[str, float]
+    reasoning: str
+
+
+Answer = RoutingDecision | Answered | Failure
 
 
 class Answerer(Protocol):
@@ -145,9 +152,9 @@ class StudentAnswerer:
 
     def answer(self, queries: Sequence[str]) -> list[tuple[Answer, float]]:
         started = time.perf_counter()
-        decisions = student_decisions(self.student, queries)
+        answers = student_answers(self.student, queries)
         each = (time.perf_counter() - started) / max(1, len(queries))
-        return [(d, each) for d in decisions]
+        return [(Answered(weights, reasoning), each) for weights, reasoning in answers]
 
 
 class ReferenceTeacherAnswerer:

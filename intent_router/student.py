@@ -185,10 +185,9 @@ def round_to_grid(probabilities: np.ndarray, step: float) -> np.ndarray:
     remainder = scaled - floored
     missing = (units - floored.sum(axis=1)).astype(int)
     order = np.argsort(-remainder, axis=1, kind="stable")
-    result = floored.copy()
-    for row, extra in enumerate(missing):
-        result[row, order[row, :extra]] += 1
-    rounded: np.ndarray = result / units
+    rank = np.empty_like(order)  # each entry's place in its row's remainder order
+    np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
+    rounded: np.ndarray = (floored + (rank < missing[:, None])) / units
     return rounded
 
 
@@ -396,11 +395,12 @@ class HashedNgramStudent:
     def explain_signals(self, query: str, signals: Sequence[str], top: int = 3) -> list[list[str]]:
         """`explain` for several signals, the query's candidates looked up once."""
         words = words_of(query)
-        candidates = ["w:" + w for w in words if is_content_word(w)]
+        content = [is_content_word(w) for w in words]
+        candidates = ["w:" + w for w, keep in zip(words, content, strict=True) if keep]
         candidates += [
-            "b:" + a + " " + b
-            for a, b in itertools.pairwise(words)
-            if is_content_word(a) and is_content_word(b)
+            "b:" + words[i] + " " + words[i + 1]
+            for i in range(len(words) - 1)
+            if content[i] and content[i + 1]
         ]
         if not candidates:
             return [[] for _ in signals]
@@ -408,14 +408,13 @@ class HashedNgramStudent:
         out: list[list[str]] = []
         for signal in signals:
             column = self.signals.index(signal)
-            ranked = sorted(
-                zip([p[column] for p in pushes], candidates, strict=True), key=lambda p: -p[0]
-            )
+            scores = [p[column] for p in pushes]
+            ranked = sorted(range(len(candidates)), key=scores.__getitem__, reverse=True)
             cues: list[str] = []
-            for score, name in ranked:
-                cue = name[2:]
-                if score <= 0 or len(cues) == top:
+            for index in ranked:
+                if scores[index] <= 0 or len(cues) == top:
                     break
+                cue = candidates[index][2:]
                 if not any(cue in c.split(" ") or c in cue.split(" ") for c in cues):
                     cues.append(cue)
             out.append(cues)

@@ -89,6 +89,17 @@ def student_decision(student: HashedNgramStudent, query: str) -> RoutingDecision
 
 def student_decisions(student: HashedNgramStudent, queries: Sequence[str]) -> list[RoutingDecision]:
     """`student_decision` for many queries, the weights computed in one vectorised pass."""
+    return [
+        RoutingDecision.model_construct(weights=weights, reasoning=reasoning)
+        for weights, reasoning in student_answers(student, queries)
+    ]
+
+
+def student_answers(
+    student: HashedNgramStudent, queries: Sequence[str]
+) -> list[tuple[dict[str, float], str]]:
+    """(weights, reasoning) per query: `student_decisions` without building the models (the
+    serving path answers thousands of queries a second)."""
     if not queries:
         return []
     weights, gave_prior = student.predict_weights_and_prior(queries)
@@ -96,14 +107,14 @@ def student_decisions(student: HashedNgramStudent, queries: Sequence[str]) -> li
     out = []
     for query, row, prior in zip(queries, weights.tolist(), gave_prior, strict=True):
         decision = dict(zip(signals, row, strict=True))
-        ordered = sorted(decision, key=lambda s: -decision[s])
+        ordered = sorted(decision, key=decision.__getitem__, reverse=True)
         if prior:
             reasoning = (
                 f"No cue it knows; the usual mix of its training data (mostly {ordered[0]})."
             )
         else:
             reasoning = _reasoning(student, query, decision, ordered)
-        out.append(RoutingDecision.model_construct(weights=decision, reasoning=reasoning))
+        out.append((decision, reasoning))
     return out
 
 
