@@ -24,6 +24,7 @@ from intent_router.student import HashedNgramStudent
 from intent_router.taxonomy import builtin_taxonomy
 from intent_router.teacher import ReferenceTeacher
 from router_distill.cli import main
+from tests.support.champions import TRAINING_QUERIES
 
 SIGNALS = ("visual", "audio", "transcription", "metadata")
 COSTS = CostModel(
@@ -133,18 +134,7 @@ def trained_champion(router_home: Path) -> ChampionRecord:
     taxonomy = builtin_taxonomy()
     teacher = ReferenceTeacher(taxonomy)
     queries = [
-        "sound of rain on a tin roof",
-        "dog barking at night",
-        "applause and cheering",
-        "drone shot of a beach",
-        "red car parked outside",
-        "close-up of hands kneading dough",
-        "interview where she explains her new album",
-        "speech about climate change",
-        "Breaking Bad season 2",
-        "Taylor Swift documentary",
-        "news bulletin from 1998",
-        "crickets chirping",
+        *TRAINING_QUERIES,
         "a man walking a dog",
         "who said we will fight on the beaches",
     ] * 3
