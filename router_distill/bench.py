@@ -497,12 +497,18 @@ def _derive(results: dict[str, Any]) -> None:
         student["_artifact_mb"] = round(student["artifact_bytes"] / 1e6, 2)
 
 
-def comparison_table(after: dict[str, Any], before: dict[str, Any] | None) -> str:
-    """Every figure the issue sets a number for, with the previous champion's alongside."""
+Targets = tuple[tuple[str, tuple[str, ...], float | None, bool], ...]
+
+
+def comparison_table(
+    after: dict[str, Any], before: dict[str, Any] | None, targets: Targets | None = None
+) -> str:
+    """Every figure the issue sets a number for (`targets`, default the pipeline's), with the
+    previous champion's alongside."""
     from intent_router.report import format_table
 
     rows = []
-    for name, path, target, higher in TARGETS:
+    for name, path, target, higher in TARGETS if targets is None else targets:
         now = _get(after, path)
         row = {"figure": name}
         if before is not None:
