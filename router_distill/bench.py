@@ -5,8 +5,10 @@ Prefect flow started the same way, so the flow's own work is the difference meas
 side; then the identical run again (cached), and a 2,000-example run with a taxonomy from a
 domain nothing ships (its probe queries). Then it measures the run's student: single-query
 latency and batched throughput on one core, artifact size, accuracy on the hand-written set.
-`--labelling-only` instead measures Bedrock teacher labelling at concurrency C against a fake
-Converse that sleeps 800 ms (10,000 queries at C=8 and 32; sequential from a sample).
+`--api` instead load-tests `router-distill api` on a copy of the promoted champion (see
+router_distill/api_bench.py). `--labelling-only` instead measures Bedrock teacher labelling at
+concurrency C against a fake Converse that sleeps 800 ms (10,000 queries at C=8 and 32;
+sequential from a sample).
 Quality figures (holdout, novel vocabulary, traffic, golden set, cascade) come from the cold
 run's report. `--compare OLD.json` prints the previous bench's figures alongside.
 """
@@ -528,6 +530,9 @@ def comparison_table(
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "api", False) and getattr(args, "labelling_only", False):
+        print("error: choose one of --api and --labelling-only", file=sys.stderr)
+        return 2
     if getattr(args, "labelling_only", False):
         return run_labelling_bench(args)
     results: dict[str, Any] = {"machine": machine()}
@@ -551,6 +556,10 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if getattr(args, "api", False):
+        from router_distill.api_bench import run_api_bench
+
+        return run_api_bench(args, before)
     with tempfile.TemporaryDirectory(prefix="router-distill-bench-") as folder:
         workdir = Path(folder)
         pipeline = bench_pipeline(args.train_count, workdir, args.repeats)
