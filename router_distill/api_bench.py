@@ -11,7 +11,8 @@ and measures, in order:
 2. halfway through that run, a promotion in the temporary store of a second model id (a copy of
    the artifact under another name): failed requests around it, when the new model id first
    answers and when the old one last answers, against `--reload-interval`.
-3. batches of 1,000 queries (`{"queries": [...]}`) for `--api-batch-seconds`: queries/s.
+3. batches of 1,000 queries (`{"queries": [...]}`) for `--api-batch-seconds`: queries/s; then
+   (`--api-mixed-seconds`) single queries while one more connection sends such batches.
 4. in this process, on one core: `Router.route` per query (p50/p99) and `route_many` of 1,000.
 5. a Bedrock champion on the validated fake (tests/support/fake_bedrock.py) whose Converse
    sleeps `--api-bedrock-sleep-ms` and is throttled `--api-bedrock-throttles-per-s` times a
@@ -76,6 +77,9 @@ API_TARGETS: Targets = (
     ("promotion: last old answer after, s", ("promotion", "last_old_answer_after_s"), None, False),
     ("batch of 1,000: queries/s", ("batch", "queries_per_s"), 50_000, True),
     ("batch of 1,000: p50 ms per request", ("batch", "p50_ms"), None, False),
+    ("single beside batches: requests/s", ("mixed", "req_per_s"), None, True),
+    ("single beside batches: p50 ms", ("mixed", "p50_ms"), None, False),
+    ("single beside batches: p99 ms", ("mixed", "p99_ms"), None, False),
     ("in process: Router.route p50 ms", ("in_process", "route_p50_ms"), None, False),
     ("in process: Router.route p99 ms", ("in_process", "route_p99_ms"), None, False),
     (
@@ -671,6 +675,37 @@ def _cpu_pct(before: float | None, after: float | None, seconds: float) -> float
     return round(100 * (after - before) / seconds, 1)
 
 
+def _machine_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of every core on the machine (Linux /proc/stat: all processes,
+    those of other containers included), None elsewhere."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def measured(
+    server_cpu: Callable[[], float | None], run: Callable[[], LoadResult]
+) -> dict[str, Any]:
+    """`run`'s figures with the CPU the server and this client used (% of one core) and how
+    busy the whole machine was (cores): other work is the rest."""
+    cpu_before, ticks_before = server_cpu(), _machine_ticks()
+    result = run()
+    cpu_after, ticks_after = server_cpu(), _machine_ticks()
+    figures = result.figures()
+    figures["server_cpu_pct"] = _cpu_pct(cpu_before, cpu_after, result.seconds)
+    if ticks_before is not None and ticks_after is not None and ticks_after[1] > ticks_before[1]:
+        share = (ticks_after[0] - ticks_before[0]) / (ticks_after[1] - ticks_before[1])
+        busy = share * (os.cpu_count() or 1)
+        figures["machine_busy_cores"] = round(busy, 2)
+        if figures["server_cpu_pct"] is not None and figures["client_cpu_pct"] is not None:
+            ours = (figures["server_cpu_pct"] + figures["client_cpu_pct"]) / 100
+            figures["other_work_cores"] = round(max(0.0, busy - ours), 2)
+    return figures
+
+
 def bench_single(
     api: ApiProcess,
     queries: Sequence[str],
@@ -693,7 +728,7 @@ def bench_single(
             api.host, api.port, requests, connections=1, seconds=max(1.0, seconds / 6)
         )
 
-    one = run_async(alone)
+    one = measured(api.cpu_seconds, lambda: run_async(alone))
     events: list[tuple[float, float, int]] = []
     marks: dict[str, float] = {}
 
@@ -715,13 +750,15 @@ def bench_single(
             during=promote_midway,
         )
 
-    server_cpu = api.cpu_seconds()
-    main = run_async(loaded)
-    server_cpu_after = api.cpu_seconds()
-    single = main.figures()
-    single["server_cpu_pct"] = _cpu_pct(server_cpu, server_cpu_after, main.seconds)
+    results: list[LoadResult] = []
+
+    def run() -> LoadResult:
+        results.append(run_async(loaded))
+        return results[-1]
+
+    single = measured(api.cpu_seconds, run)
     single["distinct_queries"] = len(queries)
-    promotion = promotion_figures(events, main.error_times, marks["done"], reload_interval_s)
+    promotion = promotion_figures(events, results[0].error_times, marks["done"], reload_interval_s)
     promotion["promote_call_s"] = round(marks["done"] - marks["start"], 3)
     promotion["old_model_id"] = champions.record.model_id
     promotion["new_model_id"] = champions.second.model_id
@@ -729,7 +766,7 @@ def bench_single(
     if status == 200:
         served = json.loads(body)["routers"][0]
         promotion["serving_after_the_run"] = served["model_id"]
-    return {"single_one_connection": one.figures(), "single": single, "promotion": promotion}
+    return {"single_one_connection": one, "single": single, "promotion": promotion}
 
 
 def bench_batch(
@@ -748,14 +785,38 @@ def bench_batch(
             api.host, api.port, requests, connections=connections, seconds=seconds, inspect=inspect
         )
 
-    server_cpu = api.cpu_seconds()
-    result = run_async(loaded)
-    figures = result.figures()
-    figures["server_cpu_pct"] = _cpu_pct(server_cpu, api.cpu_seconds(), result.seconds)
+    figures = measured(api.cpu_seconds, lambda: run_async(loaded))
     figures["queries_per_request"] = BATCH_SIZE
     figures["queries_per_s"] = round(figures["req_per_s"] * BATCH_SIZE)
     figures["request_body_bytes"] = round(statistics.median(len(b) for b in bodies))
     figures["response_body_bytes"] = round(statistics.median(sizes)) if sizes else None
+    return figures
+
+
+def bench_mixed(
+    api: ApiProcess, queries: Sequence[str], *, connections: int, seconds: float
+) -> dict[str, Any]:
+    """Single queries on `connections` while one more connection sends 1,000-query batches:
+    what a batch does to the single queries that share the worker."""
+    single = [http_request(api.host, api.port, ROUTE_PATH, _dumps({"query": q})) for q in queries]
+    batch = [
+        http_request(api.host, api.port, ROUTE_PATH, _dumps({"queries": b}))
+        for b in batches(queries, BATCH_SIZE, 8)
+    ]
+
+    async def both() -> list[LoadResult]:
+        return list(
+            await asyncio.gather(
+                generate_load(api.host, api.port, single, connections=connections, seconds=seconds),
+                generate_load(api.host, api.port, batch, connections=1, seconds=seconds),
+            )
+        )
+
+    singles, batched = run_async(both)
+    figures = singles.figures()
+    figures["batch_connections"] = 1
+    figures["batch_req_per_s"] = batched.figures()["req_per_s"]
+    figures["batch_errors"] = batched.errors
     return figures
 
 
@@ -839,9 +900,11 @@ def bench_bedrock(
     sleep_ms: float,
     throttles_per_s: int,
     reload_interval_s: float,
+    warmup_s: float = 2.0,
 ) -> dict[str, Any]:
     """A Bedrock champion on the validated fake, over HTTP in this process (uvicorn in a
-    thread): Converse sleeps `sleep_ms`, and `throttles_per_s` calls a second are throttled."""
+    thread): Converse sleeps `sleep_ms`, and `throttles_per_s` calls a second are throttled
+    (from the start of the measured run; the warm-up is not throttled or counted)."""
     try:
         from tests.support.fake_bedrock import FakeBedrock  # ships with the repository
     except ImportError:
@@ -927,7 +990,18 @@ def bench_bedrock(
                     during=throttle if throttles_per_s > 0 else None,
                 )
 
-            result = run_async(loaded)
+            async def warm() -> None:  # threads, connections and the fake's models loaded
+                await generate_load(host, port, requests, connections=connections, seconds=warmup_s)
+
+            run_async(warm)
+            calls_before = len(fake.calls_to("converse"))
+            results: list[LoadResult] = []
+
+            def run() -> LoadResult:
+                results.append(run_async(loaded))
+                return results[-1]
+
+            figures = measured(lambda: None, run)
             status, metrics = http_get(host, port, "/metrics")
         finally:
             uvicorn_server.should_exit = True
@@ -935,7 +1009,7 @@ def bench_bedrock(
             sock.close()
             serving.close()
     unused = len(fake._injected.get("converse", []))  # injected but never reached
-    figures = result.figures()
+    ok = results[0].ok
     figures.update(
         {
             "converse_sleep_ms": sleep_ms,
@@ -946,8 +1020,9 @@ def bench_bedrock(
                 metrics.decode() if status == 200 else "", "throttled", record.router
             ),
             "other_fallbacks": dict(fallback_reasons),
-            "throttled_share": round(throttled_answers / result.ok, 4) if result.ok else None,
-            "converse_calls": len(fake.calls_to("converse")),
+            "throttled_share": round(throttled_answers / ok, 4) if ok else None,
+            "converse_calls": len(fake.calls_to("converse")) - calls_before,
+            "warmup_s": warmup_s,
             "converse_max_in_flight": fake.max_in_flight,
         }
     )
@@ -964,6 +1039,11 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = 0.0 if text.strip() in ("0", "0.0") else _positive(text)
     return value
 
 
@@ -1012,6 +1092,12 @@ def add_api_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--api-batch-connections", type=_connections, default=2, help="batch connections (2)"
+    )
+    group.add_argument(
+        "--api-mixed-seconds",
+        type=_non_negative,
+        default=10.0,
+        help="single queries alongside one batch connection, s (default 10; 0: skip)",
     )
     group.add_argument(
         "--api-bedrock-seconds",
@@ -1083,6 +1169,7 @@ def run_api_bench(args: argparse.Namespace, before: dict[str, Any] | None = None
             "api_connections": args.api_connections,
             "api_batch_seconds": args.api_batch_seconds,
             "api_batch_connections": args.api_batch_connections,
+            "api_mixed_seconds": args.api_mixed_seconds,
             "api_bedrock_seconds": args.api_bedrock_seconds,
             "api_bedrock_connections": args.api_bedrock_connections,
             "reload_interval_s": args.reload_interval,
@@ -1108,6 +1195,13 @@ def run_api_bench(args: argparse.Namespace, before: dict[str, Any] | None = None
                     connections=args.api_batch_connections,
                     seconds=args.api_batch_seconds,
                 )
+                if args.api_mixed_seconds > 0:
+                    results["mixed"] = bench_mixed(
+                        api,
+                        queries,
+                        connections=args.api_connections,
+                        seconds=args.api_mixed_seconds,
+                    )
         except RuntimeError as error:
             print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
             return 1

@@ -194,6 +194,7 @@ def test_the_bedrock_phase_counts_every_throttled_call_that_fell_back() -> None:
         sleep_ms=20,
         throttles_per_s=3,
         reload_interval_s=1.0,
+        warmup_s=0.2,
     )
     assert "error" not in figures
     assert figures["errors"] == 0 and figures["ok"] > 0
