@@ -5,8 +5,10 @@ Prefect flow started the same way, so the flow's own work is the difference meas
 side; then the identical run again (cached), and a 2,000-example run with a taxonomy from a
 domain nothing ships (its probe queries). Then it measures the run's student: single-query
 latency and batched throughput on one core, artifact size, accuracy on the hand-written set.
-`--labelling-only` instead measures Bedrock teacher labelling at concurrency C against a fake
-Converse that sleeps 800 ms (10,000 queries at C=8 and 32; sequential from a sample).
+`--api` instead load-tests `router-distill api` on a copy of the promoted champion (see
+router_distill/api_bench.py). `--labelling-only` instead measures Bedrock teacher labelling at
+concurrency C against a fake Converse that sleeps 800 ms (10,000 queries at C=8 and 32;
+sequential from a sample).
 Quality figures (holdout, novel vocabulary, traffic, golden set, cascade) come from the cold
 run's report. `--compare OLD.json` prints the previous bench's figures alongside.
 """
@@ -497,12 +499,18 @@ def _derive(results: dict[str, Any]) -> None:
         student["_artifact_mb"] = round(student["artifact_bytes"] / 1e6, 2)
 
 
-def comparison_table(after: dict[str, Any], before: dict[str, Any] | None) -> str:
-    """Every figure the issue sets a number for, with the previous champion's alongside."""
+Targets = tuple[tuple[str, tuple[str, ...], float | None, bool], ...]
+
+
+def comparison_table(
+    after: dict[str, Any], before: dict[str, Any] | None, targets: Targets | None = None
+) -> str:
+    """Every figure the issue sets a number for (`targets`, default the pipeline's), with the
+    previous champion's alongside."""
     from intent_router.report import format_table
 
     rows = []
-    for name, path, target, higher in TARGETS:
+    for name, path, target, higher in TARGETS if targets is None else targets:
         now = _get(after, path)
         row = {"figure": name}
         if before is not None:
@@ -522,6 +530,9 @@ def comparison_table(after: dict[str, Any], before: dict[str, Any] | None) -> st
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "api", False) and getattr(args, "labelling_only", False):
+        print("error: choose one of --api and --labelling-only", file=sys.stderr)
+        return 2
     if getattr(args, "labelling_only", False):
         return run_labelling_bench(args)
     results: dict[str, Any] = {"machine": machine()}
@@ -545,6 +556,10 @@ def run_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if getattr(args, "api", False):
+        from router_distill.api_bench import run_api_bench
+
+        return run_api_bench(args, before)
     with tempfile.TemporaryDirectory(prefix="router-distill-bench-") as folder:
         workdir = Path(folder)
         pipeline = bench_pipeline(args.train_count, workdir, args.repeats)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from router_distill.api_bench import add_api_bench_arguments
 from router_distill.api_cli import add_api_parser, run_api
 from router_distill.eval_cli import add_eval_parser, add_monitor_parser, run_eval, run_monitor
 from router_distill.golden_cli import add_golden_parser, golden_check
@@ -245,6 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         default=50,
         help="queries labelled sequentially, extrapolated to --labelling-queries",
     )
+    add_api_bench_arguments(bench)
     return parser
 
 
