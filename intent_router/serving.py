@@ -148,7 +148,7 @@ class StudentAnswerer:
     """The local student in this process (vectorised over a batch)."""
 
     def __init__(self, backend: LocalBackend, model_id: str) -> None:
-        self.student = backend.load_student(model_id)
+        self.student = backend.read_student(model_id)  # dropped with this answerer
 
     def answer(self, queries: Sequence[str]) -> list[tuple[Answer, float]]:
         started = time.perf_counter()
@@ -565,10 +565,19 @@ class Router:
                 raise ValueError(f"query {number}: {error}") from None
         return self.route_checked(checked)
 
-    def route_checked(self, queries: Sequence[str]) -> list[Decision]:
+    def pin(self) -> LoadedChampion:
+        """The champion answering now, to answer a request in parts with one model
+        (`route_checked(..., champion=)`). NoChampionError when none is loaded."""
+        return self._snapshot()
+
+    def route_checked(
+        self, queries: Sequence[str], champion: LoadedChampion | None = None
+    ) -> list[Decision]:
         """`route_many` for queries that already passed `text.check_query` (the HTTP service
-        validates them as it parses the request)."""
-        return self._decide(self._snapshot(), list(queries)) if queries else []
+        validates them as it parses the request), with `champion` if given."""
+        if not queries:
+            return []
+        return self._decide(champion or self._snapshot(), list(queries))
 
     def _decide(self, champion: LoadedChampion, queries: list[str]) -> list[Decision]:
         record = champion.record

@@ -13,6 +13,7 @@ between requests, and a model failure answers the fallback (marked) instead of a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -34,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intent_router.errors import UserInputError
 from intent_router.registry import check_router_name
-from intent_router.serving import NoChampionError, Router
+from intent_router.serving import Decision, NoChampionError, Router
 from intent_router.text import MAX_QUERY_CHARS, check_query
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ MAX_QUERIES_PER_REQUEST = 1_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 queries of 2,000 characters fit, with room for JSON
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FIELDS = frozenset({"query", "queries", "router"})
+BATCH_SLICE = 64  # local queries answered between two turns of the event loop
 
 
 class ApiError(Exception):
@@ -210,6 +212,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _answer(router: Router, queries: list[str]) -> list[Decision]:
+    """The router's decisions without holding up the other requests: Converse waits on the
+    network in the threadpool; a large local batch is answered in slices with one champion,
+    letting the event loop serve single queries between them."""
+    if router.blocking:
+        return await run_in_threadpool(router.route_checked, queries)
+    if len(queries) <= BATCH_SLICE:
+        return router.route_checked(queries)
+    champion = router.pin()  # one model for the whole response, even across a reload
+    decisions: list[Decision] = []
+    for start in range(0, len(queries), BATCH_SLICE):
+        decisions += router.route_checked(queries[start : start + BATCH_SLICE], champion)
+        await asyncio.sleep(0)
+    return decisions
+
+
 def create_app(
     routers: Mapping[str, Router],
     *,
@@ -277,10 +295,7 @@ def create_app(
                     404, f"unknown router {name!r}; this service serves: {names}", "router"
                 )
             try:
-                if router.blocking:  # Converse waits on the network: off the event loop
-                    decisions = await run_in_threadpool(router.route_checked, parsed.queries)
-                else:
-                    decisions = router.route_checked(parsed.queries)
+                decisions = await _answer(router, parsed.queries)
             except NoChampionError as error:
                 raise ApiError(503, str(error)) from None
         except ApiError as error:

@@ -320,6 +320,11 @@ class LocalBackend:
                 self._students[model_id] = self._read_student(model_id)
             return self._students[model_id]
 
+    def read_student(self, model_id: str) -> HashedNgramStudent:
+        """The model from storage, not kept in this backend (a serving process swaps models
+        and must not hold every one it ever loaded)."""
+        return self._read_student(model_id)
+
     def _read_student(self, model_id: str) -> HashedNgramStudent:
         path = self.artifact_path(model_id)
         data = self.store.read(path)

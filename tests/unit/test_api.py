@@ -229,3 +229,43 @@ def test_the_parser_accepts_both_shapes() -> None:
     assert (single.queries, single.single, single.router) == (["rain  on tin"], True, None)
     batch: Any = parse_route_request(b'{"queries": ["a dog", "a cat"], "router": "sports"}')
     assert (batch.queries, batch.single, batch.router) == (["a dog", "a cat"], False, "sports")
+
+
+def test_a_large_batch_is_answered_in_slices_by_one_champion(
+    store: DirectoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop serves other requests between slices; a reload between two slices does
+    not mix models in one response."""
+    import asyncio
+
+    from router_distill import api
+
+    promote_local(store, "m-1")
+    router = load_router("default", store=store, watch=False)
+    turns: list[int] = []
+    real_sleep = asyncio.sleep
+
+    async def promote_between_slices(delay: float) -> None:
+        if not turns:
+            promote_local(store, "m-2")
+            assert router.refresh() is True  # the swap lands mid-response
+        turns.append(1)
+        await real_sleep(delay)
+
+    monkeypatch.setattr(api.asyncio, "sleep", promote_between_slices)
+    client = TestClient(create_app({"default": router}))
+    queries = [f"sound of rain number {n}" for n in range(3 * api.BATCH_SLICE + 5)]
+    body = client.post("/v1/route", json={"queries": queries}).json()
+    assert len(turns) == 4  # it yielded after every slice
+    assert {d["model_id"] for d in body["decisions"]} == {"local-model/m-1"}
+    assert len(body["decisions"]) == len(queries)
+    after = client.post("/v1/route", json={"queries": queries}).json()
+    assert {d["model_id"] for d in after["decisions"]} == {"local-model/m-2"}
+
+
+def test_swapped_out_models_are_not_kept_in_memory(store: DirectoryStore) -> None:
+    promote_local(store, "m-1")
+    router = load_router("default", store=store, watch=False)
+    promote_local(store, "m-2")
+    router.refresh()
+    assert router._local._students == {}  # the only student held is the answering one
