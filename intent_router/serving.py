@@ -362,6 +362,11 @@ class Router:
         prior: dict[str, float] | None = record.prior
         if serving_backend(record) == "local":
             local = StudentAnswerer(self._local, record.model_id)
+            if set(local.student.signals) != set(record.signals):
+                raise CorruptStateError(
+                    f"model artifact of {record.model_id} routes to {list(local.student.signals)}"
+                    f"; router {record.router!r}'s champion record says {list(record.signals)}"
+                )
             student = local
             if prior is None and local.student.prior is not None:
                 prior = dict(
