@@ -13,6 +13,7 @@ between requests, and a model failure answers the fallback (marked) instead of a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUERIES_PER_REQUEST = 1_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 queries of 2,000 characters fit, with room for JSON
+BODY_TIMEOUT_S = 30.0  # a body that has not all arrived by then (a stalled or lying client): 408
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FIELDS = frozenset({"query", "queries", "router"})
 
@@ -149,7 +151,10 @@ def _error(error: ApiError) -> Response:
     body: dict[str, Any] = {"error": error.message}
     if error.field is not None:
         body["field"] = error.field
-    return _json(body, error.status)
+    response = _json(body, error.status)
+    if error.status == 408:  # the rest of the body may still come: not a request boundary
+        response.headers["connection"] = "close"
+    return response
 
 
 class RouterCollector(Collector):
@@ -195,18 +200,25 @@ class RouterCollector(Collector):
         yield from (queries, fallbacks, reloads, failures, ready, healthy, champion)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) one larger than `limit` before reading it all."""
+async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The body, refusing (413) one larger than `limit` before reading it all, and (408) one
+    that has not all arrived within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"request body is over the limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, f"request body did not arrive within {timeout_s:g} s ({size:,} bytes came)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -215,6 +227,7 @@ def create_app(
     *,
     max_queries: int = MAX_QUERIES_PER_REQUEST,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP service over started routers (the first is the default `router`)."""
@@ -269,7 +282,9 @@ def create_app(
         started = time.perf_counter()
         name = default
         try:
-            parsed = parse_route_request(await _read_body(request, max_body_bytes), max_queries)
+            parsed = parse_route_request(
+                await _read_body(request, max_body_bytes, body_timeout_s), max_queries
+            )
             name = parsed.router or default
             router = routers.get(name)
             if router is None:
