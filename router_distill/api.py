@@ -88,7 +88,13 @@ def _query(value: object, field: str) -> str:
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }
     if isinstance(value, int | float) and not isinstance(value, bool):
         return "a number"
     return names.get(type(value), type(value).__name__)

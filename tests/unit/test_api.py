@@ -35,6 +35,7 @@ BAD_BODIES: list[tuple[bytes, int, str, str | None]] = [
     (b"{not json", 400, "not valid JSON", None),
     (b'{"query": "caf\xe9"}', 400, "not UTF-8 (bad byte 0xe9 at byte 15)", None),
     (b'["rain"]', 422, "must be a JSON object", None),
+    (b'"rain"', 422, 'must be a JSON object like {"query": "..."}, got a string', None),
     (b"{}", 422, 'exactly one of "query"', "query"),
     (b'{"query": "rain", "queries": ["x"]}', 422, 'exactly one of "query"', "query"),
     (b'{"query": ""}', 422, "query is empty", "query"),
