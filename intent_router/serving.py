@@ -291,6 +291,19 @@ def champion_taxonomy(champion: ChampionRecord, taxonomy: Taxonomy | None) -> Ta
     return None
 
 
+def _no_taxonomy(champion: ChampionRecord) -> str:
+    """Why champion_taxonomy found none: the taxonomy is not built in, or the built-in one of
+    that name routes to other signals."""
+    stem = champion.taxonomy.replace("-", "_")
+    if stem in builtin_taxonomy_names():
+        signals = list(builtin_taxonomy(stem).signal_names)
+        return (
+            f"whose built-in version routes to {signals}, not the champion's "
+            f"{list(champion.signals)}"
+        )
+    return "which is not built in"
+
+
 @dataclass(frozen=True)
 class LoadedChampion:
     """An immutable snapshot of what answers: swapped whole on reload."""
@@ -378,7 +391,7 @@ class Router:
             if taxonomy is None:
                 raise UserInputError(
                     f"router {record.router!r} serves a Bedrock champion of taxonomy "
-                    f"{record.taxonomy!r}, which is not built in (it sets the prompt); pass "
+                    f"{record.taxonomy!r}, {_no_taxonomy(record)} (it sets the prompt); pass "
                     "--taxonomy FILE"
                 )
             runtime = self._runtime(region_of(record.deployment_id))
@@ -426,8 +439,8 @@ class Router:
             )
         if taxonomy is None:
             raise UserInputError(
-                f"router {record.router!r} uses taxonomy {record.taxonomy!r}, which is not "
-                "built in; pass --taxonomy FILE for the cascade"
+                f"router {record.router!r} uses taxonomy {record.taxonomy!r}, "
+                f"{_no_taxonomy(record)}; pass --taxonomy FILE for the cascade"
             )
         return taxonomy
 

@@ -450,3 +450,14 @@ def test_a_champion_whose_record_and_artifact_disagree_on_signals_is_refused(
     assert "'speech'" in router.status()["reload_error"]
     with pytest.raises(UserInputError, match="champion record says"):
         load_router("default", store=store, watch=False)
+
+
+def test_a_bedrock_champion_whose_signals_differ_from_its_builtin_taxonomy_says_so(
+    store: DirectoryStore, fake: FakeBedrock
+) -> None:
+    promote_bedrock(store, active_deployment(fake), signals=("visual", "audio", "speech"))
+    with pytest.raises(UserInputError) as caught:
+        bedrock_router(store, fake)
+    message = str(caught.value)
+    assert "not built in" not in message  # it is: its signals differ
+    assert "['visual', 'audio', 'speech']" in message and "pass --taxonomy FILE" in message
