@@ -298,6 +298,19 @@ def champion_taxonomy(champion: ChampionRecord, taxonomy: Taxonomy | None) -> Ta
     return None
 
 
+def _no_taxonomy(champion: ChampionRecord) -> str:
+    """Why champion_taxonomy found none: the taxonomy is not built in, or the built-in one of
+    that name routes to other signals."""
+    stem = champion.taxonomy.replace("-", "_")
+    if stem in builtin_taxonomy_names():
+        signals = list(builtin_taxonomy(stem).signal_names)
+        return (
+            f"whose built-in version routes to {signals}, not the champion's "
+            f"{list(champion.signals)}"
+        )
+    return "which is not built in"
+
+
 @dataclass(frozen=True)
 class LoadedChampion:
     """An immutable snapshot of what answers: swapped whole on reload."""
@@ -369,6 +382,11 @@ class Router:
         prior: dict[str, float] | None = record.prior
         if serving_backend(record) == "local":
             local = StudentAnswerer(self._local, record.model_id)
+            if set(local.student.signals) != set(record.signals):
+                raise CorruptStateError(
+                    f"model artifact of {record.model_id} routes to {list(local.student.signals)}"
+                    f"; router {record.router!r}'s champion record says {list(record.signals)}"
+                )
             student = local
             if prior is None and local.student.prior is not None:
                 prior = dict(
@@ -380,7 +398,7 @@ class Router:
             if taxonomy is None:
                 raise UserInputError(
                     f"router {record.router!r} serves a Bedrock champion of taxonomy "
-                    f"{record.taxonomy!r}, which is not built in (it sets the prompt); pass "
+                    f"{record.taxonomy!r}, {_no_taxonomy(record)} (it sets the prompt); pass "
                     "--taxonomy FILE"
                 )
             runtime = self._runtime(region_of(record.deployment_id))
@@ -428,8 +446,8 @@ class Router:
             )
         if taxonomy is None:
             raise UserInputError(
-                f"router {record.router!r} uses taxonomy {record.taxonomy!r}, which is not "
-                "built in; pass --taxonomy FILE for the cascade"
+                f"router {record.router!r} uses taxonomy {record.taxonomy!r}, "
+                f"{_no_taxonomy(record)}; pass --taxonomy FILE for the cascade"
             )
         return taxonomy
 

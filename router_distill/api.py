@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from intent_router.errors import UserInputError
 from intent_router.registry import check_router_name
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUERIES_PER_REQUEST = 1_000
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 queries of 2,000 characters fit, with room for JSON
+BODY_TIMEOUT_S = 30.0  # a body that has not all arrived by then (a stalled or lying client): 408
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FIELDS = frozenset({"query", "queries", "router"})
 BATCH_SLICE = 64  # local queries answered between two turns of the event loop
@@ -50,11 +52,14 @@ BATCH_SLICE = 64  # local queries answered between two turns of the event loop
 class ApiError(Exception):
     """A client error: the HTTP status, the message, and the field at fault (if any)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, field: str | None = None, *, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.close = close  # the connection is not at a request boundary: close it
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,13 @@ def _query(value: object, field: str) -> str:
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }
     if isinstance(value, int | float) and not isinstance(value, bool):
         return "a number"
     return names.get(type(value), type(value).__name__)
@@ -151,7 +162,10 @@ def _error(error: ApiError) -> Response:
     body: dict[str, Any] = {"error": error.message}
     if error.field is not None:
         body["field"] = error.field
-    return _json(body, error.status)
+    response = _json(body, error.status)
+    if error.close:
+        response.headers["connection"] = "close"
+    return response
 
 
 class RouterCollector(Collector):
@@ -197,18 +211,31 @@ class RouterCollector(Collector):
         yield from (queries, fallbacks, reloads, failures, ready, healthy, champion)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) one larger than `limit` before reading it all."""
+async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The body, refusing (413) one larger than `limit` before reading it all, and (408) one
+    that has not all arrived within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"request body is over the limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"request body did not arrive within {timeout_s:g} s ({size:,} bytes came)",
+            close=True,
+        ) from None
+    except ClientDisconnect:  # nobody reads the answer; counted, and no traceback logged
+        raise ApiError(
+            400, f"the client closed the connection after {size:,} bytes of the body"
+        ) from None
     return b"".join(chunks)
 
 
@@ -233,6 +260,7 @@ def create_app(
     *,
     max_queries: int = MAX_QUERIES_PER_REQUEST,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP service over started routers (the first is the default `router`)."""
@@ -287,7 +315,9 @@ def create_app(
         started = time.perf_counter()
         name = default
         try:
-            parsed = parse_route_request(await _read_body(request, max_body_bytes), max_queries)
+            parsed = parse_route_request(
+                await _read_body(request, max_body_bytes, body_timeout_s), max_queries
+            )
             name = parsed.router or default
             router = routers.get(name)
             if router is None:
@@ -298,6 +328,10 @@ def create_app(
                 decisions = await _answer(router, parsed.queries)
             except NoChampionError as error:
                 raise ApiError(503, str(error)) from None
+        except asyncio.CancelledError:  # the drain after SIGTERM ran out (uvicorn cancels)
+            stopping = ApiError(503, "the service is shutting down; send it again", close=True)
+            requests_total.labels(name if name in routers else "unknown", "503").inc()
+            return _error(stopping)
         except ApiError as error:
             requests_total.labels(name if name in routers else "unknown", str(error.status)).inc()
             return _error(error)

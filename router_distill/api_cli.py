@@ -33,6 +33,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _reload_interval(text: str) -> float:
+    value = _positive(text)
+    if not 0.05 <= value <= 3600:  # ServingSettings.reload_interval_s
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 0.05-3,600 seconds")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -69,7 +76,7 @@ def add_api_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     api.add_argument(
         "--reload-interval",
-        type=_positive,
+        type=_reload_interval,
         default=5.0,
         help="seconds between checks of the champion pointer (default 5)",
     )

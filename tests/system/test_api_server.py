@@ -7,10 +7,12 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +176,50 @@ def test_a_graceful_shutdown_lets_the_in_flight_request_finish(tmp_path: Path) -
     assert len(answers) == 1
     status, answer = answers[0]
     assert status == 200 and answer["reasoning"] == "held" and answer["fallback"] is False
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., int]]:
+    """Start a real uvicorn server in a thread on a local champion, with create_app options;
+    returns its port. Stopped at the end of the test."""
+    store = DirectoryStore(tmp_path / "store")
+    promote_local(store, "m-1")
+    running: list[tuple[Any, threading.Thread, socket.socket]] = []
+
+    def start(**options: Any) -> int:
+        router = load_router("default", store=store, watch=False)
+        sock = bind("127.0.0.1", 0)
+        app_server = server(create_app({"default": router}, **options), drain_seconds=2)
+        thread = threading.Thread(target=app_server.run, kwargs={"sockets": [sock]})
+        thread.start()
+        running.append((app_server, thread, sock))
+        return int(sock.getsockname()[1])
+
+    yield start
+    for app_server, thread, sock in running:
+        app_server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _raw_exchange(port: int, data: bytes, timeout_s: float) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as client:
+        client.sendall(data)
+        received = b""
+        while chunk := client.recv(65536):  # until the server closes the connection
+            received += chunk
+    return received
+
+
+def test_a_body_that_never_arrives_is_a_408_and_the_connection_closes(
+    start_server: Callable[..., int],
+) -> None:
+    port = start_server(body_timeout_s=0.5)
+    started = time.monotonic()
+    lying = b'POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"query": "rain"}'
+    received = _raw_exchange(port, lying, timeout_s=20)  # a socket timeout fails the test
+    assert time.monotonic() - started < 10
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body) == {"error": "request body did not arrive within 0.5 s (17 bytes came)"}

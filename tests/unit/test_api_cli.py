@@ -17,6 +17,8 @@ from router_distill.cli import main
         (["--port", "http"], "'http' is not a port number"),
         (["--reload-interval", "0"], "'0' must be a positive number"),
         (["--reload-interval", "nan"], "'nan' must be a positive number"),
+        (["--reload-interval", "1e9"], "'1e9' is outside 0.05-3,600 seconds"),
+        (["--reload-interval", "0.001"], "'0.001' is outside 0.05-3,600 seconds"),
         (["--max-queries", "0"], "0 is outside 1-100,000"),
         (["--drain-seconds", "-1"], "'-1' must be a positive number"),
     ],

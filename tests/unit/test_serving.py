@@ -435,3 +435,35 @@ def test_the_registry_reads_the_pointer_bytes_it_compares(store: DirectoryStore)
     assert found is not None and found[1] == champion
     assert found[0] == (store.root / "routers/default/champion.json").read_bytes()
     assert ChampionRegistry(store, "other").read_pointer() is None
+
+
+def test_a_champion_whose_record_and_artifact_disagree_on_signals_is_refused(
+    store: DirectoryStore,
+) -> None:
+    from intent_router.cascade import build_policy
+    from tests.unit.test_cascade import COSTS, synthetic_answers
+
+    answers, correct = synthetic_answers(2000)
+    policy = build_policy(
+        answers, correct, [True] * 2000, costs=COSTS, target_accuracy=0.95, fallback="teacher"
+    )
+    first = promote_local(store, "m-1", cascade=policy)
+    router = load_router("default", store=store, watch=False)
+    other = ("visual", "audio", "speech", "metadata")  # the student answers transcription
+    promote_local(store, "m-2", cascade=policy, signals=other)
+    assert router.refresh() is False
+    assert router.route("rain").model_id == first.model_id  # no KeyError: the old one serves
+    assert "'speech'" in router.status()["reload_error"]
+    with pytest.raises(UserInputError, match="champion record says"):
+        load_router("default", store=store, watch=False)
+
+
+def test_a_bedrock_champion_whose_signals_differ_from_its_builtin_taxonomy_says_so(
+    store: DirectoryStore, fake: FakeBedrock
+) -> None:
+    promote_bedrock(store, active_deployment(fake), signals=("visual", "audio", "speech"))
+    with pytest.raises(UserInputError) as caught:
+        bedrock_router(store, fake)
+    message = str(caught.value)
+    assert "not built in" not in message  # it is: its signals differ
+    assert "['visual', 'audio', 'speech']" in message and "pass --taxonomy FILE" in message
