@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from intent_router.errors import UserInputError
 from intent_router.registry import check_router_name
@@ -50,11 +51,14 @@ _FIELDS = frozenset({"query", "queries", "router"})
 class ApiError(Exception):
     """A client error: the HTTP status, the message, and the field at fault (if any)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, field: str | None = None, *, close: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.close = close  # the connection is not at a request boundary: close it
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def _error(error: ApiError) -> Response:
     if error.field is not None:
         body["field"] = error.field
     response = _json(body, error.status)
-    if error.status == 408:  # the rest of the body may still come: not a request boundary
+    if error.close:
         response.headers["connection"] = "close"
     return response
 
@@ -223,7 +227,13 @@ async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEO
                 chunks.append(chunk)
     except TimeoutError:
         raise ApiError(
-            408, f"request body did not arrive within {timeout_s:g} s ({size:,} bytes came)"
+            408,
+            f"request body did not arrive within {timeout_s:g} s ({size:,} bytes came)",
+            close=True,
+        ) from None
+    except ClientDisconnect:  # nobody reads the answer; counted, and no traceback logged
+        raise ApiError(
+            400, f"the client closed the connection after {size:,} bytes of the body"
         ) from None
     return b"".join(chunks)
 
@@ -306,6 +316,10 @@ def create_app(
                 raise ApiError(503, str(error)) from None
             except ValueError as error:  # checked above; kept as a 422, never a 500
                 raise ApiError(422, str(error), "queries") from None
+        except asyncio.CancelledError:  # the drain after SIGTERM ran out (uvicorn cancels)
+            stopping = ApiError(503, "the service is shutting down; send it again", close=True)
+            requests_total.labels(name if name in routers else "unknown", "503").inc()
+            return _error(stopping)
         except ApiError as error:
             requests_total.labels(name if name in routers else "unknown", str(error.status)).inc()
             return _error(error)

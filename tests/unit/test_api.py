@@ -230,3 +230,71 @@ def test_the_parser_accepts_both_shapes() -> None:
     assert (single.queries, single.single, single.router) == (["rain  on tin"], True, None)
     batch: Any = parse_route_request(b'{"queries": ["a dog", "a cat"], "router": "sports"}')
     assert (batch.queries, batch.single, batch.router) == (["a dog", "a cat"], False, "sports")
+
+
+def _asgi_post(
+    app: Any, messages: list[dict[str, Any]], *, cancel_after_s: float | None = None
+) -> list[dict[str, Any]]:
+    """POST /v1/route straight to the ASGI app: the body as `messages`, then (when they run
+    out) a receive that waits forever; `cancel_after_s`: cancel the request the way uvicorn
+    does when the drain after SIGTERM runs out."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/route",
+        "raw_path": b"/v1/route",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(app(scope, receive, send))
+        if cancel_after_s is not None:
+            await asyncio.sleep(cancel_after_s)
+            task.cancel()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+    return sent
+
+
+def test_a_client_that_hangs_up_mid_body_is_counted_without_a_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = client.app
+    partial = {"type": "http.request", "body": b'{"que', "more_body": True}
+    sent = _asgi_post(app, [partial, {"type": "http.disconnect"}])
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {
+        "error": "the client closed the connection after 5 bytes of the body"
+    }
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert 'router_requests_total{router="default",status="400"} 1.0' in client.get("/metrics").text
+
+
+def test_a_request_cancelled_by_the_end_of_the_drain_answers_a_503_json(
+    client: TestClient,
+) -> None:
+    partial = {"type": "http.request", "body": b'{"que', "more_body": True}
+    sent = _asgi_post(client.app, [partial], cancel_after_s=0.2)
+    assert sent[0]["status"] == 503
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "the service is shutting down; send it again"}
