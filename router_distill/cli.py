@@ -623,6 +623,9 @@ def _read_queries(items: list[str]) -> tuple[list[str], list[str]]:
             except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
                 errors.append(f"argument {position} is not UTF-8")
             continue
+        if sys.stdin is None:  # started with standard input closed (`<&-`)
+            errors.append(f"argument {position} is '-' but standard input is closed")
+            continue
         data = sys.stdin.buffer.read().removeprefix(b"\xef\xbb\xbf")  # drop a byte order mark
         for number, raw in enumerate(data.split(b"\n"), start=1):
             try:
@@ -633,6 +636,18 @@ def _read_queries(items: list[str]) -> tuple[list[str], list[str]]:
             if line.strip():
                 queries.append(line)
     return queries, errors
+
+
+def _stdout_failed(error: OSError) -> int:
+    """Stop answering when stdout cannot be written: quietly when the reader left (a broken
+    pipe), else one line. Stdout then points at /dev/null, so the flush at exit cannot fail
+    again with a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    if not isinstance(error, BrokenPipeError):
+        _error(f"cannot write the answers to standard output: {error.strerror or error}")
+    return EXIT_FAILED
 
 
 def _route(args: argparse.Namespace) -> int:
@@ -664,30 +679,34 @@ def _route(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
     status = EXIT_USAGE if unreadable else EXIT_OK
-    for number, raw in enumerate(queries, start=1):
-        try:
-            query = check_query(raw)
-            decision = router.route(query)
-        except ValueError as error:
-            status = EXIT_USAGE
-            shown = one_line(raw if len(raw) <= 60 else raw[:57] + "...")
+    try:
+        for number, raw in enumerate(queries, start=1):
+            try:
+                query = check_query(raw)
+                decision = router.route(query)
+            except ValueError as error:
+                status = EXIT_USAGE
+                shown = one_line(raw if len(raw) <= 60 else raw[:57] + "...")
+                if args.json:
+                    print(json.dumps({"query": shown, "error": str(error)}, ensure_ascii=False))
+                else:
+                    _error(f"query {number}: {error}")
+                continue
             if args.json:
-                print(json.dumps({"query": shown, "error": str(error)}, ensure_ascii=False))
-            else:
-                _error(f"query {number}: {error}")
-            continue
-        if args.json:
-            print(json.dumps({"query": query, **decision.as_dict()}, ensure_ascii=False))
-            continue
-        weights = "  ".join(f"{k} {v:.2f}" for k, v in decision.weights.items())
-        sure = (
-            ""
-            if decision.confidence is None
-            else f"  (confidence {decision.confidence:.2f}, {decision.answered_by})"
-        )
-        if decision.fallback:
-            sure = f"  (fallback: {decision.answered_by}, {decision.fallback_reason})"
-        print(f"{query}\n  {weights}{sure}\n  {decision.reasoning}")
+                print(json.dumps({"query": query, **decision.as_dict()}, ensure_ascii=False))
+                continue
+            weights = "  ".join(f"{k} {v:.2f}" for k, v in decision.weights.items())
+            sure = (
+                ""
+                if decision.confidence is None
+                else f"  (confidence {decision.confidence:.2f}, {decision.answered_by})"
+            )
+            if decision.fallback:
+                sure = f"  (fallback: {decision.answered_by}, {decision.fallback_reason})"
+            print(f"{query}\n  {weights}{sure}\n  {decision.reasoning}")
+        sys.stdout.flush()  # a write error surfaces here, not in the flush at exit
+    except OSError as error:  # stdout is gone: `route - | head`, or a full disk
+        return _stdout_failed(error)
     return status
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +77,49 @@ def test_route_strips_a_byte_order_mark_and_crlf(
 
     queries = [json.loads(line)["query"] for line in capsys.readouterr().out.splitlines()]
     assert queries == ["sound of rain", "the mayor said"]
+
+
+def _route_process(home: Path, *args: str, **streams: Any) -> subprocess.Popen[bytes]:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ROUTER_DISTILL_HOME": str(home), "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "router_distill", "route", *args]
+    return subprocess.Popen(command, env=env, cwd=root, stderr=subprocess.PIPE, **streams)
+
+
+def test_route_stops_quietly_when_its_reader_goes_away(champion: str, router_home: Path) -> None:
+    queries = b"".join(b"dog barking %d\n" % n for n in range(5000))
+    process = _route_process(router_home, "-", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(queries)
+    process.stdin.close()
+    assert process.stdout.readline().startswith(b"dog barking 0")
+    process.stdout.close()  # `route - | head -1`
+    assert process.wait(timeout=120) == 1
+    assert process.stderr is not None and process.stderr.read() == b""  # no traceback
+
+
+def test_route_says_in_one_line_when_stdout_cannot_be_written(
+    champion: str, router_home: Path
+) -> None:
+    with open("/dev/full", "wb") as full:
+        process = _route_process(router_home, "rain", stdout=full)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert err.decode().splitlines() == [
+        "error: cannot write the answers to standard output: No space left on device"
+    ]
+
+
+def test_route_with_standard_input_closed_says_so(champion: str, router_home: Path) -> None:
+    closed = _route_process(
+        router_home,
+        "-",
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.close(0),  # `<&-`
+    )
+    _, err = closed.communicate(timeout=120)
+    assert closed.returncode == 2
+    assert err.decode().splitlines() == ["error: argument 1 is '-' but standard input is closed"]
 
 
 def test_route_rejects_an_argument_that_is_not_utf8(
