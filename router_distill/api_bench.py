@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from router_distill.bench import REALISTIC, Targets, _one_core, comparison_table, machine
+from router_distill.output import positive_number, whole_number
 
 T = TypeVar("T")
 
@@ -1032,39 +1033,8 @@ def bench_bedrock(
 # -- the command -----------------------------------------------------------------------------
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _non_negative(text: str) -> float:
-    value = 0.0 if text.strip() in ("0", "0.0") else _positive(text)
-    return value
-
-
-def _connections(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1-1,024")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+    return 0.0 if text.strip() in ("0", "0.0") else positive_number(text)
 
 
 def add_api_bench_arguments(bench: argparse.ArgumentParser) -> None:
@@ -1079,19 +1049,25 @@ def add_api_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--router", default="default", help="router whose champion to copy")
     group.add_argument(
-        "--api-seconds", type=_positive, default=60.0, help="single-query run, s (default 60)"
+        "--api-seconds", type=positive_number, default=60.0, help="single-query run, s (default 60)"
     )
     group.add_argument(
         "--api-connections",
-        type=_connections,
+        type=whole_number(1, 1024),
         default=8,
         help="keep-alive connections of the single-query run (default 8)",
     )
     group.add_argument(
-        "--api-batch-seconds", type=_positive, default=20.0, help="1,000-query batches, s (20)"
+        "--api-batch-seconds",
+        type=positive_number,
+        default=20.0,
+        help="1,000-query batches, s (20)",
     )
     group.add_argument(
-        "--api-batch-connections", type=_connections, default=2, help="batch connections (2)"
+        "--api-batch-connections",
+        type=whole_number(1, 1024),
+        default=2,
+        help="batch connections (2)",
     )
     group.add_argument(
         "--api-mixed-seconds",
@@ -1101,28 +1077,28 @@ def add_api_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--api-bedrock-seconds",
-        type=_positive,
+        type=positive_number,
         default=20.0,
         help="Bedrock champion on the fake, s (default 20)",
     )
     group.add_argument(
-        "--api-bedrock-connections", type=_connections, default=32, help="(default 32)"
+        "--api-bedrock-connections", type=whole_number(1, 1024), default=32, help="(default 32)"
     )
     group.add_argument(
         "--api-bedrock-sleep-ms",
-        type=_positive,
+        type=positive_number,
         default=300.0,
         help="the fake Converse's latency, ms (default 300)",
     )
     group.add_argument(
         "--api-bedrock-throttles-per-s",
-        type=_whole,
+        type=whole_number(0),
         default=5,
         help="Converse calls throttled each second (default 5; about 5%% at 32 connections)",
     )
     group.add_argument(
         "--reload-interval",
-        type=_positive,
+        type=positive_number,
         default=1.0,
         help="the service's champion-pointer check, s (default 1)",
     )

@@ -6,7 +6,14 @@ import argparse
 import logging
 import sys
 
-from router_distill.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, one_line
+from router_distill.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    one_line,
+    positive_number,
+    whole_number,
+)
 
 
 def _error(message: str) -> None:
@@ -23,30 +30,10 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _reload_interval(text: str) -> float:
-    value = _positive(text)
+    value = positive_number(text)
     if not 0.05 <= value <= 3600:  # ServingSettings.reload_interval_s
         raise argparse.ArgumentTypeError(f"{text!r} is outside 0.05-3,600 seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1-100,000")
     return value
 
 
@@ -91,13 +78,13 @@ def add_api_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     api.add_argument(
         "--max-queries",
-        type=_count,
+        type=whole_number(1, 100_000),
         default=1000,
         help="most queries in one request (default 1,000; more is a 413)",
     )
     api.add_argument(
         "--drain-seconds",
-        type=_positive,
+        type=positive_number,
         default=30.0,
         help="on SIGTERM/SIGINT, how long in-flight requests may finish (default 30)",
     )
