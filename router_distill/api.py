@@ -261,7 +261,6 @@ def create_app(
     max_queries: int = MAX_QUERIES_PER_REQUEST,
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout_s: float = BODY_TIMEOUT_S,
-    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP service over started routers (the first is the default `router`)."""
     if not routers:
@@ -289,8 +288,6 @@ def create_app(
         yield
         for router in routers.values():
             router.close()
-        if on_shutdown is not None:
-            on_shutdown()
 
     app = FastAPI(
         title="router-distill",

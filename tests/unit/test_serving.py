@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from intent_router.backends.local import student_decision
+from intent_router.cascade import CascadePolicy, build_policy
 from intent_router.errors import UserInputError
 from intent_router.prompts import student_system_prompt, teacher_prompt, teacher_user_message
 from intent_router.registry import ChampionRegistry
@@ -27,12 +28,26 @@ from intent_router.student import HashedNgramStudent
 from intent_router.taxonomy import builtin_taxonomy
 from tests.support.champions import PRIOR, SIGNALS, promote_bedrock, promote_local, trained_student
 from tests.support.fake_bedrock import FakeBedrock
+from tests.unit.test_cascade import COSTS, synthetic_answers
 from tests.unit.test_fake_bedrock import active_deployment
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> DirectoryStore:
     return DirectoryStore(tmp_path / "store")
+
+
+def cascade_policy(n: int, target_accuracy: float) -> CascadePolicy:
+    """A cascade policy to the teacher, calibrated on `n` synthetic answers."""
+    answers, correct = synthetic_answers(n)
+    return build_policy(
+        answers,
+        correct,
+        [True] * n,
+        costs=COSTS,
+        target_accuracy=target_accuracy,
+        fallback="teacher",
+    )
 
 
 # -- local champions ---------------------------------------------------------------------------
@@ -178,13 +193,7 @@ def test_a_deleted_pointer_keeps_serving_and_is_reported(store: DirectoryStore) 
 def test_the_cascade_asks_the_reference_teacher_when_the_student_is_unsure(
     store: DirectoryStore,
 ) -> None:
-    from intent_router.cascade import build_policy
-    from tests.unit.test_cascade import COSTS, synthetic_answers
-
-    answers, correct = synthetic_answers(2000)
-    policy = build_policy(
-        answers, correct, [True] * 2000, costs=COSTS, target_accuracy=0.95, fallback="teacher"
-    )
+    policy = cascade_policy(2000, target_accuracy=0.95)
     promote_local(store, "m-1", cascade=policy)
     plain = load_router("default", store=store, watch=False)
     cascaded = load_router(
@@ -321,13 +330,7 @@ def test_an_unparseable_answer_falls_back(store: DirectoryStore, fake: FakeBedro
 def test_with_the_cascade_a_failure_asks_the_bedrock_teacher(
     store: DirectoryStore, fake: FakeBedrock
 ) -> None:
-    from intent_router.cascade import build_policy
-    from tests.unit.test_cascade import COSTS, synthetic_answers
-
-    answers, correct = synthetic_answers(500)
-    policy = build_policy(
-        answers, correct, [True] * 500, costs=COSTS, target_accuracy=0.5, fallback="teacher"
-    )
+    policy = cascade_policy(500, target_accuracy=0.5)
     promote_bedrock(store, active_deployment(fake), cascade=policy)
     settings = ServingSettings(cascade=True, teacher_model_id="us.amazon.nova-premier-v1:0")
     router = bedrock_router(store, fake, settings)
@@ -352,13 +355,7 @@ def test_with_the_cascade_a_failure_asks_the_bedrock_teacher(
 def test_the_bedrock_cascade_needs_the_teacher_model_id(
     store: DirectoryStore, fake: FakeBedrock
 ) -> None:
-    from intent_router.cascade import build_policy
-    from tests.unit.test_cascade import COSTS, synthetic_answers
-
-    answers, correct = synthetic_answers(200)
-    policy = build_policy(
-        answers, correct, [True] * 200, costs=COSTS, target_accuracy=0.5, fallback="teacher"
-    )
+    policy = cascade_policy(200, target_accuracy=0.5)
     promote_bedrock(store, active_deployment(fake), cascade=policy)
     with pytest.raises(UserInputError, match="teacher_model_id"):
         bedrock_router(store, fake, ServingSettings(cascade=True))
@@ -440,13 +437,7 @@ def test_the_registry_reads_the_pointer_bytes_it_compares(store: DirectoryStore)
 def test_a_champion_whose_record_and_artifact_disagree_on_signals_is_refused(
     store: DirectoryStore,
 ) -> None:
-    from intent_router.cascade import build_policy
-    from tests.unit.test_cascade import COSTS, synthetic_answers
-
-    answers, correct = synthetic_answers(2000)
-    policy = build_policy(
-        answers, correct, [True] * 2000, costs=COSTS, target_accuracy=0.95, fallback="teacher"
-    )
+    policy = cascade_policy(2000, target_accuracy=0.95)
     first = promote_local(store, "m-1", cascade=policy)
     router = load_router("default", store=store, watch=False)
     other = ("visual", "audio", "speech", "metadata")  # the student answers transcription
